@@ -1,0 +1,13 @@
+//! Wire types of foreman's own HTTP surface, shared by the daemon and its clients.
+//!
+//! # Layout
+//! - [`error`]: the structured error body of foreman's own routes (`{"error":{"code","message","field"}}`).
+//!   Proxied Ollama routes keep Ollama's own shape (`{"error":"..."}`); that shape lives in the daemon.
+//! - [`health`]: `/readyz` and `/status` bodies.
+//!
+//! This crate depends on serde only, so a client can use it without pulling in tokio, axum or rusqlite.
+
+pub mod error;
+pub mod health;
+
+pub use error::{ErrorBody, ErrorDetail};

@@ -1,0 +1,174 @@
+//! The composition root: [`App::build`] opens everything and binds the listener (so tests know
+//! the port before serving), [`App::run`] serves until the shutdown future resolves, then stops
+//! in phases (see [`crate::shutdown`]).
+
+use std::fs::File;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+
+use crate::config::{self, Config, ConfigProblem};
+use crate::shutdown::Tasks;
+use crate::store::{Store, StoreError};
+
+/// Shared state of every handler and background task.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub tasks: Tasks,
+}
+
+/// Why the daemon could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Config(#[from] ConfigProblem),
+    #[error(
+        "data dir {dir} is in use by another foreman process (lock file {lock} is held); refusing to start"
+    )]
+    Locked { dir: String, lock: String },
+    #[error("cannot open database {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built, bound, not yet serving daemon.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    /// Held for the life of the process: a second foreman on the same data dir is refused.
+    _lock: File,
+}
+
+impl App {
+    /// Prepares the data dir, takes the lock, opens the database and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        config::prepare_data_dir(&config)?;
+        let lock = take_lock(&config)?;
+        let path = config.db_path();
+        let store = Store::open(&path, &config.database).map_err(|source| AppError::Store {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            tasks: Tasks::default(),
+        };
+        Ok(Self {
+            listener,
+            state,
+            _lock: lock,
+        })
+    }
+
+    /// The address actually bound (port 0 resolves here).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.listen)
+    }
+
+    /// Shared state, for tests that drive components directly.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down in phases within `shutdown_timeout`.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let App {
+            listener,
+            state,
+            _lock,
+        } = self;
+        let deadline = state.config.shutdown_timeout;
+        let router = crate::http::router(state.clone());
+        let stop_accepting = tokio_util::sync::CancellationToken::new();
+        let serve = axum::serve(listener, router)
+            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+        let mut server = tokio::spawn(async move { serve.await });
+        tracing::info!(addr = %state.config.listen, target = %state.config.target.url, "foreman serving");
+
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut server => {
+                tracing::error!(?result, "server stopped on its own");
+            }
+        }
+        let started = Instant::now();
+        tracing::info!(deadline = ?deadline, "shutdown phase 1: no new connections; waiting for in-flight requests");
+        stop_accepting.cancel();
+        if tokio::time::timeout(deadline, &mut server).await.is_err() {
+            tracing::warn!("shutdown deadline reached; cutting remaining requests");
+            server.abort();
+        }
+        tracing::info!("shutdown phase 2: stopping background tasks");
+        state.tasks.token.cancel();
+        state.tasks.tracker.close();
+        let left = deadline.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, state.tasks.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop in time");
+        }
+        tracing::info!("shutdown phase 3: closing the database");
+        if let Err(e) = state.store.close().await {
+            tracing::error!(error = %e, "database close failed");
+        }
+        tracing::info!(elapsed = ?started.elapsed(), "shutdown complete");
+        Ok(())
+    }
+}
+
+/// The URL a local client uses to reach a daemon listening on `listen` (a wildcard address is
+/// reached through loopback).
+pub fn local_url(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, listen.port()))
+}
+
+fn take_lock(config: &Config) -> Result<File, AppError> {
+    let path = config.data_dir.join("foreman.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::Locked {
+            dir: config.data_dir.display().to_string(),
+            lock: path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(AppError::Io(e)),
+    }
+}

@@ -1,0 +1,23 @@
+//! foreman: one Ollama server turned into a queued, observable, OpenAI/Ollama-compatible endpoint.
+//!
+//! # Architecture
+//! Data flows one way: HTTP edge → queue (one SQLite writer thread) → worker → target client and
+//! webhook sender.
+//!
+//! - [`cli`], [`config`], [`telemetry`]: the process's inputs: flags, layered configuration
+//!   (defaults < TOML < env < flags), logging.
+//! - [`app`]: the composition root: `App::build` opens the store and binds; `App::run` serves and
+//!   shuts down in phases ([`shutdown`]).
+//! - [`http`]: the router, middleware, and foreman's own handlers, with one error type per
+//!   response shape ([`http::error`]).
+//! - [`store`]: SQLite with a single writer thread (group commit) and embedded migrations.
+//! - [`clock`]: timestamp formatting shared by everything that stores time.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;

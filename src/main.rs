@@ -1,0 +1,115 @@
+//! The `foreman` binary. Kept thin: parse the command line, load the configuration, start
+//! logging, and hand over to the library ([`foreman::app::App`]). Errors become one line on
+//! stderr and a non-zero exit code; `anyhow` is used only here.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use foreman::app::App;
+use foreman::cli::{Cli, Command, ConfigArgs, ConfigCommand};
+use foreman::config::{self, Overrides};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(&args),
+        Command::Config(ConfigCommand::Check(args)) => check(&args),
+        Command::Healthcheck { config, url } => healthcheck(&config, url),
+    }
+}
+
+fn load(args: &ConfigArgs) -> Result<config::Loaded, ExitCode> {
+    config::load(&Overrides::from(args)).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn serve(args: &ConfigArgs) -> ExitCode {
+    let loaded = match load(args) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    if let Err(e) = foreman::telemetry::init(&loaded.config.log, loaded.config.log_format) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    match run(loaded.config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("foreman: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: config::Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let app = App::build(config).await?;
+        app.run(foreman::shutdown::signal()).await?;
+        Ok(())
+    })
+}
+
+fn check(args: &ConfigArgs) -> ExitCode {
+    let loaded = match load(args) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    if let Err(p) = config::prepare_data_dir(&loaded.config) {
+        eprintln!("{p}");
+        return ExitCode::from(2);
+    }
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let source = loaded
+        .file
+        .as_ref()
+        .map_or("no config file".to_string(), |p| {
+            format!("file {}", p.display())
+        });
+    println!("# configuration OK ({source}); effective values, secrets redacted:");
+    print!("{}", loaded.config.redacted_toml());
+    ExitCode::SUCCESS
+}
+
+fn healthcheck(args: &ConfigArgs, url: Option<String>) -> ExitCode {
+    let base = match url {
+        Some(url) => url,
+        None => match load(args) {
+            Ok(l) => foreman::app::local_url(l.config.listen),
+            Err(code) => return code,
+        },
+    };
+    let probe = format!("{}/healthz", base.trim_end_matches('/'));
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|rt| {
+            rt.block_on(async {
+                let client = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(3))
+                    .build()?;
+                let status = client.get(&probe).send().await?.status();
+                anyhow::ensure!(status.is_success(), "status {status}");
+                Ok(())
+            })
+        });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("foreman: healthcheck {probe} failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! `spawn_app()`: the daemon on port 0 with its database in a temp dir.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use foreman::app::App;
+use foreman::config::Config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    pub state: foreman::app::AppState,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), foreman::app::AppError>>>,
+}
+
+/// A config for tests: port 0, data in `dir`, a short shutdown deadline.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("data"),
+        shutdown_timeout: Duration::from_secs(5),
+        ..Config::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    adjust(&mut config);
+    let app = App::build(config).await.expect("app builds");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        dir,
+        client: reqwest::Client::new(),
+        state,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("data/foreman.db")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// Triggers shutdown and waits for `run` to return.
+    pub async fn shutdown(mut self) -> Result<(), foreman::app::AppError> {
+        self.stop_and_wait().await
+    }
+
+    pub async fn stop_and_wait(&mut self) -> Result<(), foreman::app::AppError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.handle.take() {
+            Some(h) => h.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Path of the built `foreman` binary, for tests of the real process.
+pub fn foreman_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_foreman")
+}
