@@ -6,4 +6,5 @@
 
 mod helpers;
 
+mod e2e;
 mod health;
