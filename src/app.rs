@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use crate::config::{self, Config, ConfigProblem};
 use crate::shutdown::Tasks;
 use crate::store::{Store, StoreError};
+use crate::target::Target;
+use crate::target::monitor::Monitor;
 
 /// Shared state of every handler and background task.
 #[derive(Clone)]
@@ -20,6 +22,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub tasks: Tasks,
+    /// The pooled client for the target, shared by passthrough and the worker.
+    pub target: Target,
+    pub monitor: Arc<Monitor>,
 }
 
 /// Why the daemon could not start or stop cleanly.
@@ -43,6 +48,8 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot build the HTTP client for the target: {0}")]
+    Client(#[from] reqwest::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -71,10 +78,19 @@ impl App {
                 addr: config.listen,
                 source,
             })?;
+        let target = Target::new(&config.target)?;
+        let monitor = Arc::new(Monitor::new(
+            target.clone(),
+            store.clone(),
+            config.target.poll_interval,
+            config.target.history_limit,
+        ));
         let state = AppState {
             config: Arc::new(config),
             store,
             tasks: Tasks::default(),
+            target,
+            monitor,
         };
         Ok(Self {
             listener,
@@ -111,7 +127,12 @@ impl App {
         let serve = axum::serve(listener, router)
             .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { serve.await });
-        tracing::info!(addr = %state.config.listen, target = %state.config.target.url, "foreman serving");
+        let addr = self_addr(&state);
+        tracing::info!(%addr, target = %state.config.target.url, "foreman serving");
+        warn_if_exposed(&state.config);
+        let monitor = state.monitor.clone();
+        let stop = state.tasks.token.clone();
+        state.tasks.spawn("target-monitor", monitor.run(stop));
 
         tokio::select! {
             () = shutdown => {}
@@ -142,6 +163,20 @@ impl App {
         }
         tracing::info!(elapsed = ?started.elapsed(), "shutdown complete");
         Ok(())
+    }
+}
+
+fn self_addr(state: &AppState) -> SocketAddr {
+    state.config.listen
+}
+
+/// Listening beyond loopback without tokens exposes the target to the network.
+fn warn_if_exposed(config: &Config) {
+    if !config.listen.ip().is_loopback() && config.api_tokens.is_empty() {
+        tracing::warn!(
+            listen = %config.listen,
+            "listening on a non-loopback address without api_tokens: anyone who can reach it can use the target"
+        );
     }
 }
 

@@ -66,6 +66,35 @@ pub const SETTINGS: &[Setting] = &[
         secret: true,
     },
     setting(
+        "target.connect_timeout",
+        "how long to wait for a TCP/TLS connection to the target",
+    ),
+    setting(
+        "target.header_timeout",
+        "optional limit on the wait for response headers (none by default: loads take minutes)",
+    ),
+    setting(
+        "target.idle_timeout",
+        "longest silence allowed between two chunks of a streamed response",
+    ),
+    setting(
+        "target.poll_interval",
+        "how often the monitor polls the target while it is up",
+    ),
+    setting(
+        "target.history_limit",
+        "how many target snapshots (state and loaded-model changes) are kept",
+    ),
+    Setting {
+        key: "api_tokens",
+        help: "comma-separated bearer tokens; when set, every route but /healthz and /readyz requires one",
+        secret: true,
+    },
+    setting(
+        "max_body_bytes",
+        "largest request body accepted, in bytes (413 above)",
+    ),
+    setting(
         "database.synchronous",
         "SQLite synchronous mode: full (fsync per commit) or normal",
     ),
@@ -135,6 +164,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub target: TargetConfig,
     pub database: DatabaseConfig,
+    /// Inbound bearer tokens; empty = no inbound auth.
+    #[serde(deserialize_with = "token_list", skip_serializing_if = "Vec::is_empty")]
+    pub api_tokens: Vec<Secret>,
+    pub max_body_bytes: usize,
 }
 
 /// The one Ollama server foreman fronts.
@@ -145,6 +178,15 @@ pub struct TargetConfig {
     pub url: Url,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Secret>,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub header_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    pub history_limit: u32,
 }
 
 /// SQLite durability and locking.
@@ -166,6 +208,8 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(25),
             target: TargetConfig::default(),
             database: DatabaseConfig::default(),
+            api_tokens: Vec::new(),
+            max_body_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -175,6 +219,11 @@ impl Default for TargetConfig {
         Self {
             url: default_target_url(),
             token: None,
+            connect_timeout: Duration::from_secs(5),
+            header_timeout: None,
+            idle_timeout: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(5),
+            history_limit: 10_000,
         }
     }
 }
@@ -191,6 +240,26 @@ impl Default for DatabaseConfig {
             busy_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// Accepts a list of tokens or one comma-separated string (the environment's form).
+fn token_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<Secret>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Tokens {
+        One(String),
+        Many(Vec<String>),
+    }
+    let raw = match Tokens::deserialize(de)? {
+        Tokens::One(s) => s.split(',').map(str::to_string).collect(),
+        Tokens::Many(v) => v,
+    };
+    Ok(raw
+        .into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .map(Secret)
+        .collect())
 }
 
 fn http_url<'de, D: Deserializer<'de>>(de: D) -> Result<Url, D::Error> {
@@ -215,6 +284,9 @@ impl Config {
         let mut shown = self.clone();
         if shown.target.token.is_some() {
             shown.target.token = Some(Secret::new("<redacted>"));
+        }
+        for token in &mut shown.api_tokens {
+            *token = Secret::new("<redacted>");
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
@@ -686,6 +758,13 @@ mod tests {
             "target.url" => "http://h:1",
             "target.token" => "t",
             "database.synchronous" => "normal",
+            "target.connect_timeout"
+            | "target.header_timeout"
+            | "target.idle_timeout"
+            | "target.poll_interval" => "2s",
+            "target.history_limit" => "10",
+            "api_tokens" => "a,b",
+            "max_body_bytes" => "1024",
             other => panic!("add a sample value for new setting {other}"),
         };
         for s in SETTINGS {
@@ -694,6 +773,34 @@ mod tests {
             assert!(loaded.is_ok(), "{}: {:?}", s.key, loaded.err());
             assert!(loaded.unwrap().warnings.is_empty(), "{}", s.key);
         }
+    }
+
+    #[test]
+    fn api_tokens_accept_a_comma_separated_env_value_or_a_list() {
+        let c = load_with(
+            &Overrides::default(),
+            &env(&[("FOREMAN_API_TOKENS", "one, two,,")]),
+            &[],
+        )
+        .unwrap()
+        .config;
+        let tokens: Vec<&str> = c.api_tokens.iter().map(Secret::expose).collect();
+        assert_eq!(tokens, ["one", "two"]);
+        assert!(!c.redacted_toml().contains("one"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = write_toml(dir.path(), "api_tokens = [\"x\", \"y\"]\n");
+        let flags = Overrides {
+            config_file: Some(file),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            load_with(&flags, &env(&[]), &[])
+                .unwrap()
+                .config
+                .api_tokens
+                .len(),
+            2
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`http`]: the router, middleware, and foreman's own handlers, with one error type per
 //!   response shape ([`http::error`]).
 //! - [`store`]: SQLite with a single writer thread (group commit) and embedded migrations.
+//! - [`target`]: the pooled client for the one Ollama server, and its monitor.
 //! - [`clock`]: timestamp formatting shared by everything that stores time.
 
 pub mod app;
@@ -20,4 +21,5 @@ pub mod config;
 pub mod http;
 pub mod shutdown;
 pub mod store;
+pub mod target;
 pub mod telemetry;

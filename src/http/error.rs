@@ -21,6 +21,9 @@ pub enum ApiError {
         message: String,
         field: Option<String>,
     },
+    /// 401: a bearer token is required.
+    #[error("{0}")]
+    Unauthorized(String),
     /// 404: no such resource.
     #[error("{0}")]
     NotFound(String),
@@ -67,6 +70,7 @@ impl ApiError {
             Self::BadRequest { field, .. } => {
                 (StatusCode::BAD_REQUEST, "invalid_request", field.as_deref())
             }
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),

@@ -17,11 +17,18 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "target_snapshots",
+        sql: include_str!("../../migrations/0002_target_snapshots.sql"),
+    },
+];
 
 /// The schema version this binary brings.
 pub fn latest_version() -> i64 {

@@ -84,6 +84,38 @@ impl TestApp {
     }
 }
 
+/// The simulator, fast (1 simulated second = 1 ms), on port 0.
+pub async fn spawn_sim(adjust: impl FnOnce(&mut ollama_sim::SimConfig)) -> ollama_sim::SimServer {
+    let mut config = ollama_sim::SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        time_scale: 0.001,
+        ..ollama_sim::SimConfig::default()
+    };
+    adjust(&mut config);
+    ollama_sim::spawn(config).await.unwrap()
+}
+
+/// foreman in front of `upstream_url`.
+pub async fn spawn_proxy(upstream_url: &str, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let url = upstream_url.parse().unwrap();
+    spawn_with(|c| {
+        c.target.url = url;
+        adjust(c);
+    })
+    .await
+}
+
+/// Polls `cond` every 5 ms for up to 5 s (for effects in another task or process).
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{what}: not reached within 5 s");
+}
+
 /// Path of the built `foreman` binary, for tests of the real process.
 pub fn foreman_bin() -> &'static str {
     env!("CARGO_BIN_EXE_foreman")

@@ -6,5 +6,8 @@
 
 mod helpers;
 
+mod upstreams;
+
 mod e2e;
 mod health;
+mod passthrough;

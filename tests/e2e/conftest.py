@@ -40,3 +40,20 @@ def sim_url():
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def foreman_url(sim_url, tmp_path_factory):
+    """foreman serving in front of the simulator, with its data in a temp dir."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("foreman-data")
+    env = dict(os.environ, FOREMAN_LOG="warn")
+    proc = subprocess.Popen(
+        [str(BIN / "foreman"), "serve", "--listen", f"127.0.0.1:{port}",
+         "--target", sim_url, "--data-dir", str(data)],
+        cwd=str(data), env=env,
+    )
+    wait_listening(port, proc, "foreman")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0, "foreman exits 0 on SIGTERM"

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`error`]: the structured error body of foreman's own routes (`{"error":{"code","message","field"}}`).
 //!   Proxied Ollama routes keep Ollama's own shape (`{"error":"..."}`); that shape lives in the daemon.
-//! - [`health`]: `/readyz` and `/status` bodies.
+//! - [`health`]: `/readyz` and `/status` bodies (target state, loaded models).
 //!
 //! This crate depends on serde only, so a client can use it without pulling in tokio, axum or rusqlite.
 
