@@ -112,8 +112,11 @@ async fn writes_from_many_tasks_are_grouped_into_few_commits() {
         w.unwrap().unwrap();
     }
     let after = store.writer_stats();
-    assert_eq!(after.operations - before.operations, 200);
-    assert!(after.batches - before.batches <= 200);
+    // The target monitor may write a snapshot meanwhile, hence `>=`.
+    let ops = after.operations - before.operations;
+    let batches = after.batches - before.batches;
+    assert!(ops >= 200, "{ops}");
+    assert!(batches < ops, "concurrent writes share commits: {batches} batches for {ops} ops");
     let n: i64 = store
         .read(|c| {
             Ok(
