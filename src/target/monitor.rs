@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foreman_api::health::{LoadedModel, TargetState, TargetStatus};
+use futures::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
@@ -22,6 +23,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Longest a single poll may take.
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer the monitor reads from one poll (a target with thousands of models stays
+/// far below; a misbehaving one must not make foreman buffer gigabytes).
+const MAX_POLL_BODY: usize = 8 * 1024 * 1024;
 
 pub struct Monitor {
     target: Target,
@@ -148,10 +152,16 @@ impl Monitor {
         if !status.is_success() {
             return Err(format!("{path} answered {status}"));
         }
-        response
-            .json()
-            .await
-            .map_err(|e| format!("{path}: {}", super::root_cause(&e)))
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| format!("{path}: {}", super::root_cause(&e)))?;
+            if body.len() + chunk.len() > MAX_POLL_BODY {
+                return Err(format!("{path}: answer larger than {MAX_POLL_BODY} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("{path}: invalid JSON: {e}"))
     }
 
     async fn persist(&self) {

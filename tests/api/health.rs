@@ -116,7 +116,10 @@ async fn writes_from_many_tasks_are_grouped_into_few_commits() {
     let ops = after.operations - before.operations;
     let batches = after.batches - before.batches;
     assert!(ops >= 200, "{ops}");
-    assert!(batches < ops, "concurrent writes share commits: {batches} batches for {ops} ops");
+    assert!(
+        batches < ops,
+        "concurrent writes share commits: {batches} batches for {ops} ops"
+    );
     let n: i64 = store
         .read(|c| {
             Ok(
