@@ -25,6 +25,11 @@ pub struct AppState {
     /// The pooled client for the target, shared by passthrough and the worker.
     pub target: Target,
     pub monitor: Arc<Monitor>,
+    /// Passthrough generations in flight (the worker defers to them).
+    pub interactive: Arc<crate::interactive::Interactive>,
+    /// Wakes the worker when a job is queued.
+    pub queue_wakeup: crate::worker::Wakeup,
+    pub worker_status: crate::worker::SharedStatus,
 }
 
 /// Why the daemon could not start or stop cleanly.
@@ -78,6 +83,23 @@ impl App {
                 addr: config.listen,
                 source,
             })?;
+        let recovered = store
+            .write({
+                let max = config.worker.max_attempts;
+                move |c| crate::queue::recover(c, max, crate::clock::now_ms())
+            })
+            .await
+            .map_err(|source| AppError::Store {
+                path: path.display().to_string(),
+                source,
+            })?;
+        if recovered != (0, 0) {
+            tracing::warn!(
+                requeued = recovered.0,
+                failed = recovered.1,
+                "recovered jobs interrupted by the last stop"
+            );
+        }
         let target = Target::new(&config.target)?;
         let monitor = Arc::new(Monitor::new(
             target.clone(),
@@ -91,6 +113,9 @@ impl App {
             tasks: Tasks::default(),
             target,
             monitor,
+            interactive: Arc::default(),
+            queue_wakeup: Arc::default(),
+            worker_status: Arc::default(),
         };
         Ok(Self {
             listener,
@@ -138,6 +163,12 @@ impl App {
         let monitor = state.monitor.clone();
         let stop = state.tasks.token.clone();
         state.tasks.spawn("target-monitor", monitor.run(stop));
+        if state.config.worker.enabled {
+            let worker = crate::worker::Worker::new(state.clone());
+            state
+                .tasks
+                .spawn("worker", worker.run(state.tasks.token.clone()));
+        }
 
         tokio::select! {
             () = shutdown => {}

@@ -18,3 +18,10 @@ pub fn format_rfc3339(t: OffsetDateTime) -> String {
 pub fn now_ms() -> i64 {
     i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
+
+/// Milliseconds since the epoch as RFC 3339 UTC.
+pub fn ms_to_rfc3339(ms: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format_rfc3339(t)
+}

@@ -95,6 +95,46 @@ pub const SETTINGS: &[Setting] = &[
         "largest request body accepted, in bytes (413 above)",
     ),
     setting(
+        "max_queued_jobs",
+        "queued jobs beyond which POST /jobs answers 429",
+    ),
+    setting(
+        "worker.enabled",
+        "run the job worker (false leaves jobs queued, e.g. for maintenance)",
+    ),
+    setting(
+        "worker.scheduler",
+        "drain (by model, with aging bound) or fifo (strict arrival order)",
+    ),
+    setting(
+        "worker.max_wait",
+        "aging bound: a job waiting longer makes the worker switch to its model",
+    ),
+    setting(
+        "worker.keep_alive",
+        "keep_alive sent when loading the model being drained",
+    ),
+    setting(
+        "worker.max_attempts",
+        "attempts per job before it fails (target errors; unreachable target does not count)",
+    ),
+    setting(
+        "worker.retry_base",
+        "first retry delay; doubles per attempt",
+    ),
+    setting(
+        "worker.run_timeout",
+        "longest a job may run on the target before it fails",
+    ),
+    setting(
+        "worker.interactive_grace",
+        "how long the worker defers to in-flight passthrough generations",
+    ),
+    setting(
+        "worker.unload_on_switch",
+        "explicitly unload the previous model (keep_alive 0) before loading the next",
+    ),
+    setting(
         "database.synchronous",
         "SQLite synchronous mode: full (fsync per commit) or normal",
     ),
@@ -168,6 +208,44 @@ pub struct Config {
     #[serde(deserialize_with = "token_list", skip_serializing_if = "Vec::is_empty")]
     pub api_tokens: Vec<Secret>,
     pub max_body_bytes: usize,
+    pub max_queued_jobs: u64,
+    pub worker: WorkerConfig,
+}
+
+/// The job worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    pub enabled: bool,
+    pub scheduler: crate::queue::select::Scheduler,
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub run_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub interactive_grace: Duration,
+    pub unload_on_switch: bool,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            scheduler: crate::queue::select::Scheduler::Drain,
+            max_wait: Duration::from_secs(600),
+            keep_alive: Duration::from_secs(600),
+            max_attempts: 3,
+            retry_base: Duration::from_secs(2),
+            run_timeout: Duration::from_secs(1800),
+            interactive_grace: Duration::from_secs(30),
+            unload_on_switch: false,
+        }
+    }
 }
 
 /// The one Ollama server foreman fronts.
@@ -210,6 +288,8 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             api_tokens: Vec::new(),
             max_body_bytes: 16 * 1024 * 1024,
+            max_queued_jobs: 100_000,
+            worker: WorkerConfig::default(),
         }
     }
 }
@@ -764,7 +844,14 @@ mod tests {
             | "target.poll_interval" => "2s",
             "target.history_limit" => "10",
             "api_tokens" => "a,b",
-            "max_body_bytes" => "1024",
+            "max_body_bytes" | "max_queued_jobs" | "worker.max_attempts" => "7",
+            "worker.enabled" | "worker.unload_on_switch" => "true",
+            "worker.scheduler" => "fifo",
+            "worker.max_wait"
+            | "worker.keep_alive"
+            | "worker.retry_base"
+            | "worker.run_timeout"
+            | "worker.interactive_grace" => "1m",
             other => panic!("add a sample value for new setting {other}"),
         };
         for s in SETTINGS {

@@ -12,6 +12,9 @@
 //!   response shape ([`http::error`]).
 //! - [`store`]: SQLite with a single writer thread (group commit) and embedded migrations.
 //! - [`target`]: the pooled client for the one Ollama server, and its monitor.
+//! - [`queue`]: the durable job queue (SQL, state machine) and the drain-by-model policy.
+//! - [`worker`]: the one job worker (load, run, assemble, retry); [`interactive`]: the
+//!   passthrough traffic it defers to.
 //! - [`clock`]: timestamp formatting shared by everything that stores time.
 
 pub mod app;
@@ -19,7 +22,10 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod interactive;
+pub mod queue;
 pub mod shutdown;
 pub mod store;
 pub mod target;
 pub mod telemetry;
+pub mod worker;

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod proxy;
 pub mod status;
 
@@ -42,10 +43,15 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/status", get(status::status))
+        .route("/jobs", axum::routing::post(jobs::submit))
+        .route("/jobs/{id}", get(jobs::get))
         .route("/", any(proxy::forward))
         .route("/api/{*rest}", any(proxy::forward))
         .route("/v1/{*rest}", any(proxy::forward))
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

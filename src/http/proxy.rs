@@ -47,6 +47,17 @@ pub async fn forward(State(state): State<AppState>, request: Request) -> Respons
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_string();
+    // Generations through passthrough hold the worker back until their answer is complete.
+    let interactive = crate::interactive::is_generation_path(parts.uri.path()).then(|| {
+        let model = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.get("model")
+                    .and_then(|m| m.as_str())
+                    .map(crate::queue::canonical_model)
+            });
+        state.interactive.begin(model)
+    });
     let target = &state.target;
     let upstream = target
         .request(parts.method.clone(), &path)
@@ -59,7 +70,7 @@ pub async fn forward(State(state): State<AppState>, request: Request) -> Respons
         Ok(r) => r,
         Err(failure) => return failure_response(target, &failure),
     };
-    respond(response, target.idle_timeout)
+    respond(response, target.idle_timeout, interactive)
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, OllamaError> {
@@ -155,7 +166,11 @@ fn failure_response(target: &Target, failure: &Failure) -> Response {
     .into_response()
 }
 
-fn respond(upstream: reqwest::Response, idle: Duration) -> Response {
+fn respond(
+    upstream: reqwest::Response,
+    idle: Duration,
+    guard: Option<crate::interactive::Guard>,
+) -> Response {
     let status = upstream.status();
     let listed = connection_listed(upstream.headers());
     let mut headers = HeaderMap::with_capacity(upstream.headers().len() + 1);
@@ -170,7 +185,12 @@ fn respond(upstream: reqwest::Response, idle: Duration) -> Response {
             HeaderValue::from_static("no"),
         );
     }
-    let body = Body::from_stream(with_idle_timeout(upstream.bytes_stream(), idle));
+    // The guard lives as long as the body stream: dropped when it ends or the client leaves.
+    let stream = with_idle_timeout(upstream.bytes_stream(), idle).map(move |chunk| {
+        let _held = &guard;
+        chunk
+    });
+    let body = Body::from_stream(stream);
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;

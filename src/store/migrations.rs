@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "target_snapshots",
         sql: include_str!("../../migrations/0002_target_snapshots.sql"),
     },
+    Migration {
+        version: 3,
+        name: "jobs",
+        sql: include_str!("../../migrations/0003_jobs.sql"),
+    },
 ];
 
 /// The schema version this binary brings.

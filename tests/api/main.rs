@@ -8,6 +8,8 @@ mod helpers;
 
 mod upstreams;
 
+mod crash;
 mod e2e;
 mod health;
+mod jobs;
 mod passthrough;

@@ -16,6 +16,7 @@ pub struct Readiness {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub target: TargetStatus,
+    pub queue: crate::jobs::QueueStatus,
 }
 
 /// Whether the target answered its last poll.
