@@ -30,6 +30,10 @@ pub struct AppState {
     /// Wakes the worker when a job is queued.
     pub queue_wakeup: crate::worker::Wakeup,
     pub worker_status: crate::worker::SharedStatus,
+    /// Committed job state changes, for long-poll and event followers.
+    pub bus: crate::queue::bus::JobBus,
+    /// The job the worker runs now (cancel aborts it).
+    pub running: Arc<crate::worker::running::Running>,
 }
 
 /// Why the daemon could not start or stop cleanly.
@@ -116,6 +120,8 @@ impl App {
             interactive: Arc::default(),
             queue_wakeup: Arc::default(),
             worker_status: Arc::default(),
+            bus: crate::queue::bus::JobBus::default(),
+            running: Arc::default(),
         };
         Ok(Self {
             listener,

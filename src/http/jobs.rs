@@ -1,17 +1,24 @@
-//! `POST /jobs` and `GET /jobs/{id}`.
+//! foreman's job routes: submit, get (with long-poll), list, cancel, events.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use foreman_api::jobs::{JobKind, JobView, SubmitJob};
+use foreman_api::jobs::{JobEvent, JobEvents, JobKind, JobList, JobState, JobView, SubmitJob};
+use futures::StreamExt;
 use serde_json::Value;
+use tokio::sync::broadcast;
 
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::clock::now_ms;
-use crate::queue::{self, NewJob};
+use crate::queue::bus::JobChange;
+use crate::queue::{self, Change, NewJob};
 use crate::store::StoreError;
 
 /// Seconds a client is asked to wait when the queue is full.
@@ -47,6 +54,7 @@ pub async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Respon
             other => ApiError::from(other),
         })?;
     state.queue_wakeup.notify_one();
+    state.bus.publish(&view.id, JobState::Queued);
     let location = format!("/jobs/{}", view.id);
     let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -164,15 +172,288 @@ fn validate(submit: &SubmitJob) -> Result<(JobKind, String), ApiError> {
     Ok((kind, model))
 }
 
+/// Longest a long-poll may wait.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// The wait of a long-poll: `?wait=30s` (or seconds) or `Prefer: wait=30`, capped at 60 s.
+fn wait_of(
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Option<Duration>, ApiError> {
+    let raw = query.get("wait").cloned().or_else(|| {
+        headers
+            .get("prefer")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').find_map(|p| p.trim().strip_prefix("wait=")))
+            .map(str::to_string)
+    });
+    let Some(raw) = raw else { return Ok(None) };
+    let parsed = raw
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .or_else(|_| humantime::parse_duration(&raw))
+        .map_err(|_| {
+            ApiError::bad_field(
+                "wait",
+                format!("wait must be seconds or a duration like 30s, got {raw:?}"),
+            )
+        })?;
+    Ok(Some(parsed.min(MAX_WAIT)))
+}
+
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Json<JobView>, ApiError> {
-    let lookup = id.clone();
+    let wait = wait_of(&query, &headers)?;
+    // Subscribe before reading, so a change between the read and the wait is not missed.
+    let mut changes = state.bus.subscribe();
+    let view = read_view(&state, &id).await?;
+    let Some(wait) = wait.filter(|_| !view.state.is_terminal()) else {
+        return Ok(Json(view));
+    };
+    let _ = tokio::time::timeout(wait, async {
+        loop {
+            match changes.recv().await {
+                Ok(c) if c.id == id && c.state.is_terminal() => return,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if read_view(&state, &id)
+                        .await
+                        .is_ok_and(|v| v.state.is_terminal())
+                    {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+    .await;
+    Ok(Json(read_view(&state, &id).await?))
+}
+
+async fn read_view(state: &AppState, id: &str) -> Result<JobView, ApiError> {
+    let lookup = id.to_string();
     state
         .store
         .read(move |c| queue::view(c, &lookup))
         .await?
-        .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
+}
+
+/// What a cancel request found.
+enum CancelStep {
+    Missing,
+    Canceled,
+    Running,
+    Terminal(JobState),
+}
+
+/// `POST /jobs/{id}/cancel` and `DELETE /jobs/{id}`.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let mut changes = state.bus.subscribe();
+    let lookup = id.clone();
+    let step = state
+        .store
+        .write(move |c| {
+            let Some(v) = queue::view(c, &lookup)? else {
+                return Ok(CancelStep::Missing);
+            };
+            Ok(match v.state {
+                JobState::Queued => {
+                    let change = Change {
+                        detail: Some("canceled by request while queued".into()),
+                        ..Change::default()
+                    };
+                    queue::transition(c, &lookup, JobState::Canceled, now_ms(), &change)?;
+                    CancelStep::Canceled
+                }
+                JobState::Loading | JobState::Working => CancelStep::Running,
+                s => CancelStep::Terminal(s),
+            })
+        })
+        .await?;
+    match step {
+        CancelStep::Missing => return Err(ApiError::NotFound(format!("no job {id}"))),
+        CancelStep::Terminal(s) => {
+            return Err(ApiError::Conflict(format!(
+                "job {id} is already {}",
+                s.as_str()
+            )));
+        }
+        CancelStep::Canceled => state.bus.publish(&id, JobState::Canceled),
+        CancelStep::Running => abort_running(&state, &id, &mut changes).await,
+    }
+    Ok(Json(read_view(&state, &id).await?))
+}
+
+/// Aborts the worker's attempt and waits (bounded) for the job to settle.
+async fn abort_running(state: &AppState, id: &str, changes: &mut broadcast::Receiver<JobChange>) {
+    // The worker registers a claimed job a moment after the claim commits; retry briefly.
+    for _ in 0..200 {
+        if state.running.cancel(id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(c) = changes.recv().await {
+            if c.id == id && c.state.is_terminal() {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// `GET /jobs?state=&model=&since=&limit=&cursor=`.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<JobList>, ApiError> {
+    let filter = list_filter(&query)?;
+    let (jobs, next) = state.store.read(move |c| queue::list(c, &filter)).await?;
+    Ok(Json(JobList {
+        jobs,
+        next_cursor: next.map(|seq| seq.to_string()),
+    }))
+}
+
+fn list_filter(query: &HashMap<String, String>) -> Result<queue::ListFilter, ApiError> {
+    let state = query
+        .get("state")
+        .map(|s| {
+            JobState::parse(s)
+                .ok_or_else(|| ApiError::bad_field("state", format!("unknown state {s:?}")))
+        })
+        .transpose()?;
+    let since_ms = query
+        .get("since")
+        .map(|s| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+                .map_err(|_| {
+                    ApiError::bad_field(
+                        "since",
+                        format!("since must be an RFC 3339 time, got {s:?}"),
+                    )
+                })
+        })
+        .transpose()?;
+    let before_seq = query
+        .get("cursor")
+        .map(|c| {
+            c.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ApiError::bad_field("cursor", "invalid cursor"))
+        })
+        .transpose()?;
+    let limit = match query.get("limit") {
+        None => 50,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| ApiError::bad_field("limit", "limit must be 1 to 500"))?,
+    };
+    Ok(queue::ListFilter {
+        state,
+        model: query.get("model").cloned(),
+        since_ms,
+        before_seq,
+        limit,
+    })
+}
+
+/// `GET /jobs/{id}/events`; `?follow=true` streams them as server-sent events until the job ends.
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let follow = match query.get("follow").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::bad_field(
+                "follow",
+                "follow must be true or false",
+            ));
+        }
+    };
+    let changes = state.bus.subscribe();
+    let view = read_view(&state, &id).await?;
+    let lookup = id.clone();
+    let past = state
+        .store
+        .read(move |c| queue::events(c, &lookup, 0))
+        .await?;
+    if !follow {
+        return Ok(Json(JobEvents { events: past }).into_response());
+    }
+    let last = past.last().map_or(0, |e| e.id);
+    let done = view.state.is_terminal();
+    let initial = futures::stream::iter(past.into_iter().map(sse_event));
+    let live = follow_events(state, id, last, changes, done);
+    let stream = initial.chain(live).map(Ok::<_, std::convert::Infallible>);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn sse_event(e: JobEvent) -> Event {
+    Event::default()
+        .event("state")
+        .id(e.id.to_string())
+        .json_data(&e)
+        .unwrap_or_else(|_| Event::default().comment("unserializable event"))
+}
+
+/// New events of `id` as they commit, ending after a terminal one.
+fn follow_events(
+    state: AppState,
+    id: String,
+    last: i64,
+    changes: broadcast::Receiver<JobChange>,
+    done: bool,
+) -> impl futures::Stream<Item = Event> {
+    futures::stream::unfold(
+        (state, id, last, changes, done),
+        |(state, id, mut last, mut changes, mut done)| async move {
+            loop {
+                if done {
+                    return None;
+                }
+                match changes.recv().await {
+                    Ok(c) if c.id != id => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                    _ => {}
+                }
+                let lookup = id.clone();
+                let new = state
+                    .store
+                    .read(move |c| queue::events(c, &lookup, last))
+                    .await
+                    .ok()?;
+                if new.is_empty() {
+                    continue;
+                }
+                last = new.last().map_or(last, |e| e.id);
+                done = new.iter().any(|e| e.state.is_terminal());
+                let batch: Vec<Event> = new.into_iter().map(sse_event).collect();
+                return Some((
+                    futures::stream::iter(batch),
+                    (state, id, last, changes, done),
+                ));
+            }
+        },
+    )
+    .flatten()
 }

@@ -7,9 +7,10 @@
 //! - [`transition`] is the one place that validates a state change ([`allowed`]).
 //! - [`select`] holds the drain-by-model policy, a pure function over per-key summaries.
 
+pub mod bus;
 pub mod select;
 
-use foreman_api::jobs::{JobKind, JobState, JobView, Timestamps, Usage};
+use foreman_api::jobs::{JobEvent, JobKind, JobState, JobView, Timestamps, Usage};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
@@ -425,6 +426,72 @@ pub fn view(conn: &Connection, id: &str) -> Result<Option<JobView>> {
     )
     .optional()
     .map_err(StoreError::from)
+}
+
+/// Filters of `GET /jobs`.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub state: Option<JobState>,
+    pub model: Option<String>,
+    pub since_ms: Option<i64>,
+    /// Only jobs older than this `seq` (the cursor).
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// Jobs newest first; returns the views and the cursor of the next page.
+pub fn list(conn: &Connection, f: &ListFilter) -> Result<(Vec<JobView>, Option<i64>)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, id FROM jobs
+         WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR model = ?2 OR model || ':latest' = ?2)
+           AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR seq < ?4)
+         ORDER BY seq DESC LIMIT ?5",
+    )?;
+    let rows: Vec<(i64, String)> = stmt
+        .query_map(
+            params![
+                f.state.map(JobState::as_str),
+                f.model,
+                f.since_ms,
+                f.before_seq,
+                i64::from(f.limit) + 1
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<std::result::Result<_, _>>()?;
+    let more = rows.len() > f.limit as usize;
+    let page = &rows[..rows.len().min(f.limit as usize)];
+    let next = if more {
+        page.last().map(|(seq, _)| *seq)
+    } else {
+        None
+    };
+    let mut views = Vec::with_capacity(page.len());
+    for (_, id) in page {
+        if let Some(v) = view(conn, id)? {
+            views.push(v);
+        }
+    }
+    Ok((views, next))
+}
+
+/// Events of a job after event id `after`, oldest first.
+pub fn events(conn: &Connection, id: &str, after: i64) -> Result<Vec<JobEvent>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, state, at, attempt, detail FROM job_events WHERE job_id = ?1 AND id > ?2 ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map(params![id, after], |r| {
+            Ok(JobEvent {
+                id: r.get(0)?,
+                state: JobState::parse(&r.get::<_, String>(1)?).unwrap_or(JobState::Failed),
+                at: crate::clock::ms_to_rfc3339(r.get(2)?),
+                attempt: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -103,6 +103,19 @@ impl Store {
         self.writer.write(f).await
     }
 
+    /// Queues `f` without waiting for its commit (the returned future waits). Lets the worker
+    /// overlap an fsync with a network call while keeping writes in order.
+    pub async fn enqueue<T, F>(
+        &self,
+        f: F,
+    ) -> Result<impl std::future::Future<Output = Result<T>> + use<T, F>>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer.enqueue(f).await
+    }
+
     /// Runs `f` on a read-only connection off the async runtime.
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where

@@ -71,6 +71,19 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        self.enqueue(f).await?.await
+    }
+
+    /// Queues `f` and returns once it is in the writer's channel; the returned future resolves
+    /// after its commit. Writes run in channel order, so a later write commits after this one.
+    pub(super) async fn enqueue<T, F>(
+        &self,
+        f: F,
+    ) -> Result<impl std::future::Future<Output = Result<T>> + use<T, F>>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let op: Op = Box::new(move |conn| {
             let result = f(conn);
@@ -84,7 +97,7 @@ impl Writer {
             .send(Command::Op(op, tracing::Span::current()))
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(async move { answer.await.map_err(|_| StoreError::Closed)? })
     }
 
     pub(super) fn stats(&self) -> WriterStats {

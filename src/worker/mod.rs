@@ -16,6 +16,7 @@
 //! - `worker.run_timeout`: the upstream request is dropped (aborted) and the job fails.
 
 pub mod assemble;
+pub mod running;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,6 +71,8 @@ enum Failure {
     Retryable(String),
     /// Fail now.
     Fatal(String),
+    /// A cancel request aborted the attempt.
+    Canceled,
 }
 
 pub struct Worker {
@@ -157,6 +160,7 @@ impl Worker {
                 None => Outcome::Idle,
             });
         };
+        self.state.bus.publish(&job.id, JobState::Loading);
         let span =
             tracing::info_span!("job", id = %job.id, model = %job.model, attempt = job.attempts);
         let outcome = tracing::Instrument::instrument(self.execute(job), span).await?;
@@ -222,18 +226,30 @@ impl Worker {
         let run_timeout = self.state.config.worker.run_timeout;
         let attempt = async {
             self.ensure_loaded(&job).await?;
-            self.to_working(&job)
+            // The `working` commit overlaps the request: the writer keeps order, and the
+            // outcome is recorded only after it (see `settle`).
+            let working = self
+                .to_working(&job)
                 .await
                 .map_err(|e| Failure::Fatal(e.to_string()))?;
-            self.generate(&job).await
+            let generated = self.generate(&job).await;
+            working.await.map_err(|e| Failure::Fatal(e.to_string()))?;
+            self.state.bus.publish(&job.id, JobState::Working);
+            generated
         };
-        let result = match tokio::time::timeout(run_timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure::Fatal(format!(
-                "run_timeout exceeded ({})",
-                humantime::format_duration(run_timeout)
-            ))),
+        let cancel = self.state.running.start(&job.id);
+        // Dropping the attempt future aborts the upstream request (the target sees it).
+        let result = tokio::select! {
+            r = tokio::time::timeout(run_timeout, attempt) => match r {
+                Ok(r) => r,
+                Err(_) => Err(Failure::Fatal(format!(
+                    "run_timeout exceeded ({})",
+                    humantime::format_duration(run_timeout)
+                ))),
+            },
+            () = cancel.cancelled() => Err(Failure::Canceled),
         };
+        self.state.running.finish();
         let state = self.settle(&job, result).await?;
         tracing::info!(state = state.as_str(), took = ?started.elapsed(), "job settled");
         if state == JobState::Queued {
@@ -299,11 +315,15 @@ impl Worker {
         Ok(())
     }
 
-    async fn to_working(&self, job: &Job) -> Result<(), StoreError> {
+    /// Queues the `working` transition; the returned future resolves after its commit.
+    async fn to_working(
+        &self,
+        job: &Job,
+    ) -> Result<impl std::future::Future<Output = Result<(), StoreError>> + use<>, StoreError> {
         let id = job.id.clone();
         self.state
             .store
-            .write(move |c| {
+            .enqueue(move |c| {
                 queue::transition(c, &id, JobState::Working, now_ms(), &Change::default())?;
                 Ok(())
             })
@@ -410,6 +430,13 @@ impl Worker {
                     },
                 )
             }
+            Err(Failure::Canceled) => (
+                JobState::Canceled,
+                Change {
+                    detail: Some("canceled by request; upstream request aborted".into()),
+                    ..Change::default()
+                },
+            ),
             Err(Failure::Retryable(why) | Failure::Fatal(why)) => (
                 JobState::Failed,
                 Change {
@@ -424,6 +451,7 @@ impl Worker {
             .store
             .write(move |c| queue::transition(c, &id, to, now_ms(), &change))
             .await
+            .inspect(|state| self.state.bus.publish(&job.id, *state))
     }
 }
 

@@ -549,3 +549,207 @@ async fn status_shows_the_queue() {
     assert!(q["oldest_queued_age_s"].as_f64().unwrap() >= 0.0);
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn cancel_a_queued_job_at_once_and_refuse_terminal_ones() {
+    let app = spawn_proxy("http://127.0.0.1:9", |c| c.worker.enabled = false).await;
+    let id = submit_ok(&app, chat("m", "x")).await;
+    let r = app
+        .client
+        .post(app.url(&format!("/jobs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["state"], "canceled");
+    let r = app
+        .client
+        .delete(app.url(&format!("/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "conflict");
+    let r = app
+        .client
+        .post(app.url("/jobs/nope/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = app.get("/status").await.json().await.unwrap();
+    assert!(
+        v["queue"]["queued_by_key"].as_object().unwrap().is_empty(),
+        "left the queue"
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn cancel_a_working_job_aborts_the_upstream_request() {
+    let sim = spawn_sim(|c| c.time_scale = 0.01).await;
+    let app = spawn_proxy(&sim.url(), |_| {}).await;
+    let long = json!({"request": {"model": "llama3.2", "messages": [{"role": "user", "content": "x"}], "options": {"num_predict": 100000}}});
+    let id = submit_ok(&app, long).await;
+    let mut state = Value::Null;
+    for _ in 0..1000 {
+        state = job(&app, &id).await["state"].clone();
+        if state == "working" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(state, "working");
+    let r = app
+        .client
+        .delete(app.url(&format!("/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["state"], "canceled");
+    crate::helpers::eventually("the simulator sees the abort", || {
+        sim.stats().cancelled == 1
+    })
+    .await;
+    let states: Vec<String> = events(&app, &id).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(states, ["queued", "loading", "working", "canceled"]);
+    app.shutdown().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn long_poll_returns_as_soon_as_the_job_ends() {
+    let sim = spawn_sim(|_| {}).await;
+    let app = spawn_proxy(&sim.url(), |c| c.worker.enabled = false).await;
+    let id = submit_ok(&app, chat("llama3.2", "x")).await;
+    let url = app.url(&format!("/jobs/{id}?wait=30s"));
+    let client = app.client.clone();
+    let poll = tokio::spawn(async move {
+        client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    tokio::task::yield_now().await;
+    let started = std::time::Instant::now();
+    drain(&mut Worker::new(app.state.clone())).await;
+    let v = poll.await.unwrap();
+    assert_eq!(v["state"], "done");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not the full wait"
+    );
+    // `Prefer: wait=N` on a terminal job answers at once; a bad wait is a 400.
+    let r = app
+        .client
+        .get(app.url(&format!("/jobs/{id}")))
+        .header("prefer", "wait=5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "done");
+    let r = app.get(&format!("/jobs/{id}?wait=soon")).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["field"], "wait");
+    app.shutdown().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_pages_newest_first_with_a_stable_cursor() {
+    let app = spawn_proxy("http://127.0.0.1:9", |c| c.worker.enabled = false).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(submit_ok(&app, chat(if i % 2 == 0 { "a" } else { "b" }, "x")).await);
+    }
+    let page: Value = app.get("/jobs?limit=2").await.json().await.unwrap();
+    let got: Vec<&str> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [ids[4].as_str(), ids[3].as_str()]);
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    // A job inserted now does not shift the next page.
+    submit_ok(&app, chat("a", "late")).await;
+    let page: Value = app
+        .get(&format!("/jobs?limit=2&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let got: Vec<&str> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [ids[2].as_str(), ids[1].as_str()]);
+    let a: Value = app
+        .get("/jobs?model=a&state=queued")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["jobs"].as_array().unwrap().len(), 4);
+    assert!(a.get("next_cursor").is_none());
+    for bad in [
+        "/jobs?cursor=zzz",
+        "/jobs?limit=0",
+        "/jobs?state=sleeping",
+        "/jobs?since=yesterday",
+    ] {
+        let r = app.get(bad).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn events_are_listed_and_followed_live() {
+    let sim = spawn_sim(|_| {}).await;
+    let app = spawn_proxy(&sim.url(), |c| c.worker.enabled = false).await;
+    let id = submit_ok(&app, chat("llama3.2", "x")).await;
+    let mut follow = app
+        .client
+        .get(app.url(&format!("/jobs/{id}/events?follow=true")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(follow.headers()["content-type"], "text/event-stream");
+    drain(&mut Worker::new(app.state.clone())).await;
+    let mut text = String::new();
+    while let Some(chunk) = follow.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let states: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["state"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(states, ["queued", "loading", "working", "done"], "{text}");
+    let listed: Value = app
+        .get(&format!("/jobs/{id}/events"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["events"].as_array().unwrap().len(), 4);
+    assert_eq!(app.get("/jobs/nope/events").await.status(), 404);
+    app.shutdown().await.unwrap();
+    sim.shutdown().await;
+}

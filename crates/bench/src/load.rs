@@ -30,6 +30,27 @@ fn client(conns: usize) -> Result<reqwest::Client> {
 }
 
 pub async fn fixed_rate(base: &str, path: &str, rate: f64, length: Duration) -> Result<Latency> {
+    fixed_rate_with(base, path, None, rate, length).await
+}
+
+/// `fixed_rate` with a POST body.
+pub async fn fixed_rate_post(
+    base: &str,
+    path: &str,
+    body: &'static str,
+    rate: f64,
+    length: Duration,
+) -> Result<Latency> {
+    fixed_rate_with(base, path, Some(body), rate, length).await
+}
+
+async fn fixed_rate_with(
+    base: &str,
+    path: &str,
+    body: Option<&'static str>,
+    rate: f64,
+    length: Duration,
+) -> Result<Latency> {
     let http = client(512)?;
     let url = format!("{base}{path}");
     let total = (rate * length.as_secs_f64()) as u64;
@@ -41,7 +62,14 @@ pub async fn fixed_rate(base: &str, path: &str, rate: f64, length: Duration) -> 
         tokio::time::sleep_until(scheduled.into()).await;
         let (http, url) = (http.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
-            let ok = match http.get(&url).send().await {
+            let request = match body {
+                Some(b) => http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(b),
+                None => http.get(&url),
+            };
+            let ok = match request.send().await {
                 Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                 Err(_) => false,
             };
@@ -75,6 +103,27 @@ pub async fn saturate(
     conns: usize,
     length: Duration,
 ) -> Result<Saturation> {
+    saturate_with(base, path, None, conns, length).await
+}
+
+/// `saturate` with a POST body.
+pub async fn saturate_post(
+    base: &str,
+    path: &str,
+    body: &'static str,
+    conns: usize,
+    length: Duration,
+) -> Result<Saturation> {
+    saturate_with(base, path, Some(body), conns, length).await
+}
+
+async fn saturate_with(
+    base: &str,
+    path: &str,
+    body: Option<&'static str>,
+    conns: usize,
+    length: Duration,
+) -> Result<Saturation> {
     let http = client(conns)?;
     let url = format!("{base}{path}");
     let done = Arc::new(AtomicU64::new(0));
@@ -84,7 +133,11 @@ pub async fn saturate(
             let (http, url, done) = (http.clone(), url.clone(), done.clone());
             tokio::spawn(async move {
                 while Instant::now() < deadline {
-                    if let Ok(r) = http.get(&url).send().await
+                    let request = match body {
+                        Some(b) => http.post(&url).body(b),
+                        None => http.get(&url),
+                    };
+                    if let Ok(r) = request.send().await
                         && r.bytes().await.is_ok()
                     {
                         done.fetch_add(1, Ordering::Relaxed);
@@ -251,4 +304,26 @@ pub async fn big_body(base: &str, foreman: &Child) -> Result<Big> {
         seconds: start.elapsed().as_secs_f64(),
         peak_rss_kib: peak,
     })
+}
+
+/// Submits `n` copies of `body` to `/jobs` from `conns` concurrent clients.
+pub async fn submit_many(base: &str, body: &'static str, n: usize, conns: usize) -> Result<()> {
+    let http = client(conns)?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..conns)
+        .map(|_| {
+            let (http, url, next) = (http.clone(), format!("{base}/jobs"), next.clone());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::SeqCst) < n {
+                    let r = http.post(&url).body(body).send().await?;
+                    anyhow::ensure!(r.status() == 202, "submit: {}", r.status());
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await??;
+    }
+    Ok(())
 }

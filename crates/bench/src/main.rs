@@ -13,6 +13,8 @@
 
 mod load;
 mod procs;
+mod queue;
+mod sched;
 
 use std::time::Duration;
 
@@ -35,8 +37,20 @@ struct Args {
 enum Bench {
     /// Proxy overhead: fixed rate, saturation, streaming, 1,000 streams, 1 GB body.
     Passthrough,
+    /// Queue throughput: enqueue latency and rate, lifecycle rate, selection at depth, RSS.
+    Queue {
+        /// Queued jobs for the selection and memory measurements.
+        #[arg(long, default_value_t = 1_000_000)]
+        depth: usize,
+    },
     /// Only the 1 GiB body scenario of `passthrough`.
     BigBody,
+    /// Scheduling quality: drain-by-model vs fifo vs direct, loads and makespan.
+    Scheduling {
+        /// Jobs in the batch workload (the steady workload uses half).
+        #[arg(long, default_value_t = 400)]
+        jobs: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -49,6 +63,21 @@ fn main() -> Result<()> {
     rt.block_on(async {
         match args.bench {
             Bench::Passthrough => passthrough(&args).await,
+            Bench::Scheduling { jobs } => {
+                println!("\n== scheduling quality");
+                for line in sched::run(&args.bin_dir, jobs).await? {
+                    println!("{line}");
+                }
+                Ok(())
+            }
+            Bench::Queue { depth } => {
+                println!("\n== queue throughput");
+                let phase = Duration::from_secs(args.seconds);
+                for line in queue::run(&args.bin_dir, phase, depth).await? {
+                    println!("- {line}");
+                }
+                Ok(())
+            }
             Bench::BigBody => {
                 let line = big_body(&args).await?;
                 println!("- {line}");

@@ -28,8 +28,21 @@ impl Child {
     }
 
     pub async fn foreman(bin_dir: &Path, target: &str) -> Result<Self> {
+        Self::foreman_with(bin_dir, target, &[], None).await
+    }
+
+    /// foreman with extra `FOREMAN_*` settings, optionally on a prepared data dir.
+    pub async fn foreman_with(
+        bin_dir: &Path,
+        target: &str,
+        env: &[(&str, &str)],
+        data: Option<tempfile::TempDir>,
+    ) -> Result<Self> {
         let port = free_port()?;
-        let dir = tempfile::tempdir()?;
+        let dir = match data {
+            Some(d) => d,
+            None => tempfile::tempdir()?,
+        };
         let mut cmd = Command::new(bin_dir.join("foreman"));
         cmd.args([
             "serve",
@@ -41,7 +54,8 @@ impl Child {
         .arg("--data-dir")
         .arg(dir.path())
         .current_dir(dir.path())
-        .env("FOREMAN_LOG", "warn");
+        .env("FOREMAN_LOG", "warn")
+        .envs(env.iter().copied());
         Self::start(cmd, port, Some(dir)).await
     }
 

@@ -90,6 +90,9 @@ pub struct Generation {
     prompt_tokens: u64,
     prompt_eval: Duration,
     eval_started: Option<Instant>,
+    /// Real time at which the next token is due. Pacing against an absolute schedule keeps the
+    /// rate true when a token's real duration is below the timer's 1 ms resolution.
+    next_due: Option<Instant>,
     eval_count: u64,
     fault: Option<FaultKind>,
     events_sent: usize,
@@ -133,6 +136,7 @@ impl Generation {
             prompt_tokens,
             prompt_eval: prompt_time(&spec.spec, prompt_tokens),
             eval_started: None,
+            next_due: None,
             eval_count: 0,
             fault,
             events_sent: 0,
@@ -208,13 +212,15 @@ impl Generation {
         self.tokens.next().unwrap_or_default()
     }
 
-    async fn pace(&self) {
+    async fn pace(&mut self) {
         let tps = self.rate;
         if tps > 0.0 {
-            self.sim
-                .clock
-                .sleep(Duration::from_secs_f64(1.0 / tps))
-                .await;
+            let step = self.sim.clock.real(Duration::from_secs_f64(1.0 / tps));
+            let due = self.next_due.unwrap_or_else(Instant::now) + step;
+            self.next_due = Some(due);
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
         } else if self.eval_count % 64 == 63 {
             // Unlimited rate: let other streams run.
             tokio::task::yield_now().await;
