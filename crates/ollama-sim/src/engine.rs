@@ -152,6 +152,11 @@ impl Generation {
         }
         if let Some(event) = self.mid_stream_fault() {
             self.finished = true;
+            if matches!(event, Event::Cut) {
+                // Let the lines before the cut reach the client: hyper discards unflushed
+                // output when a body fails, and a real drop happens after delivered lines.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             return Some(event);
         }
         if self.eval_started.is_none() {
