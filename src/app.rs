@@ -34,6 +34,7 @@ pub struct AppState {
     pub bus: crate::queue::bus::JobBus,
     /// The job the worker runs now (cancel aborts it).
     pub running: Arc<crate::worker::running::Running>,
+    pub signing_key: crate::webhooks::SigningKey,
 }
 
 /// Why the daemon could not start or stop cleanly.
@@ -104,6 +105,18 @@ impl App {
                 "recovered jobs interrupted by the last stop"
             );
         }
+        let secret = crate::webhooks::load_or_create_secret(&config.webhook, &config.data_dir)
+            .map_err(|message| ConfigProblem {
+                key: "webhook.secret".into(),
+                origin: "configuration or data_dir/webhook_secret".into(),
+                message,
+            })?;
+        let signing_key =
+            crate::webhooks::SigningKey::from_secret(&secret).map_err(|message| ConfigProblem {
+                key: "webhook.secret".into(),
+                origin: "configuration or data_dir/webhook_secret".into(),
+                message,
+            })?;
         let target = Target::new(&config.target)?;
         let monitor = Arc::new(Monitor::new(
             target.clone(),
@@ -122,6 +135,7 @@ impl App {
             worker_status: Arc::default(),
             bus: crate::queue::bus::JobBus::default(),
             running: Arc::default(),
+            signing_key,
         };
         Ok(Self {
             listener,
@@ -169,6 +183,15 @@ impl App {
         let monitor = state.monitor.clone();
         let stop = state.tasks.token.clone();
         state.tasks.spawn("target-monitor", monitor.run(stop));
+        let sender = crate::webhooks::Sender::new(
+            state.store.clone(),
+            state.signing_key.clone(),
+            &state.config.webhook,
+            state.bus.clone(),
+        )?;
+        state
+            .tasks
+            .spawn("webhook-sender", sender.run(state.tasks.token.clone()));
         if state.config.worker.enabled {
             let worker = crate::worker::Worker::new(state.clone());
             state

@@ -21,6 +21,9 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Webhook signing.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Exit 0 when the daemon's /healthz answers 200 (for container HEALTHCHECKs; needs no curl).
     Healthcheck {
         #[command(flatten)]
@@ -35,6 +38,12 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Load the configuration, report every error, print the effective config (secrets redacted).
     Check(ConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Print the webhook signing secret (whsec_...), creating it if needed.
+    Secret(ConfigArgs),
 }
 
 /// Flags that select and override configuration (highest precedence).

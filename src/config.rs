@@ -130,6 +130,23 @@ pub const SETTINGS: &[Setting] = &[
         "worker.interactive_grace",
         "how long the worker defers to in-flight passthrough generations",
     ),
+    Setting {
+        key: "webhook.secret",
+        help: "Standard Webhooks signing secret (whsec_...); generated into data_dir/webhook_secret when unset",
+        secret: true,
+    },
+    setting(
+        "webhook.timeout",
+        "how long one webhook delivery attempt may take",
+    ),
+    setting(
+        "webhook.schedule",
+        "comma-separated delays between delivery attempts after a failure",
+    ),
+    setting(
+        "webhook.allow_hosts",
+        "comma-separated hosts webhooks may target (empty: any host the operator trusts)",
+    ),
     setting(
         "worker.unload_on_switch",
         "explicitly unload the previous model (keep_alive 0) before loading the next",
@@ -210,6 +227,84 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_queued_jobs: u64,
     pub worker: WorkerConfig,
+    pub webhook: WebhookConfig,
+}
+
+/// Webhook signing and delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Delay before each retry; a delivery fails after `schedule.len() + 1` attempts.
+    #[serde(
+        deserialize_with = "duration_list",
+        serialize_with = "serialize_durations"
+    )]
+    pub schedule: Vec<Duration>,
+    #[serde(deserialize_with = "string_list")]
+    pub allow_hosts: Vec<String>,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        let h = 3600;
+        Self {
+            secret: None,
+            timeout: Duration::from_secs(15),
+            schedule: [5, 300, 1800, 2 * h, 5 * h, 10 * h, 10 * h]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            allow_hosts: Vec::new(),
+        }
+    }
+}
+
+/// A list given as a TOML array or one comma-separated string (the environment's form).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListOrString {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl ListOrString {
+    fn items(self) -> Vec<String> {
+        let raw = match self {
+            ListOrString::One(s) => s.split(',').map(str::to_string).collect(),
+            ListOrString::Many(v) => v,
+        };
+        raw.into_iter()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+}
+
+fn string_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    Ok(ListOrString::deserialize(de)?.items())
+}
+
+fn duration_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<Duration>, D::Error> {
+    ListOrString::deserialize(de)?
+        .items()
+        .iter()
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+        })
+        .collect()
+}
+
+fn serialize_durations<S: serde::Serializer>(list: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+    let text: Vec<String> = list
+        .iter()
+        .map(|d| humantime::format_duration(*d).to_string())
+        .collect();
+    s.collect_seq(text)
 }
 
 /// The job worker.
@@ -290,6 +385,7 @@ impl Default for Config {
             max_body_bytes: 16 * 1024 * 1024,
             max_queued_jobs: 100_000,
             worker: WorkerConfig::default(),
+            webhook: WebhookConfig::default(),
         }
     }
 }
@@ -364,6 +460,9 @@ impl Config {
         let mut shown = self.clone();
         if shown.target.token.is_some() {
             shown.target.token = Some(Secret::new("<redacted>"));
+        }
+        if shown.webhook.secret.is_some() {
+            shown.webhook.secret = Some(Secret::new("<redacted>"));
         }
         for token in &mut shown.api_tokens {
             *token = Secret::new("<redacted>");
@@ -847,6 +946,10 @@ mod tests {
             "max_body_bytes" | "max_queued_jobs" | "worker.max_attempts" => "7",
             "worker.enabled" | "worker.unload_on_switch" => "true",
             "worker.scheduler" => "fifo",
+            "webhook.secret" => "whsec_c2VjcmV0c2VjcmV0c2VjcmV0",
+            "webhook.timeout" => "3s",
+            "webhook.schedule" => "1s, 5s,1m",
+            "webhook.allow_hosts" => "a.example,b.example",
             "worker.max_wait"
             | "worker.keep_alive"
             | "worker.retry_base"

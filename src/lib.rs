@@ -15,6 +15,7 @@
 //! - [`queue`]: the durable job queue (SQL, state machine) and the drain-by-model policy.
 //! - [`worker`]: the one job worker (load, run, assemble, retry); [`interactive`]: the
 //!   passthrough traffic it defers to.
+//! - [`webhooks`]: the durable, signed webhook outbox and its sender.
 //! - [`clock`]: timestamp formatting shared by everything that stores time.
 
 pub mod app;
@@ -28,4 +29,5 @@ pub mod shutdown;
 pub mod store;
 pub mod target;
 pub mod telemetry;
+pub mod webhooks;
 pub mod worker;

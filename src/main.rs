@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use foreman::app::App;
-use foreman::cli::{Cli, Command, ConfigArgs, ConfigCommand};
+use foreman::cli::{Cli, Command, ConfigArgs, ConfigCommand, WebhookCommand};
 use foreman::config::{self, Overrides};
 
 fn main() -> ExitCode {
@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Config(ConfigCommand::Check(args)) => check(&args),
         Command::Healthcheck { config, url } => healthcheck(&config, url),
+        Command::Webhook(WebhookCommand::Secret(args)) => webhook_secret(&args),
     }
 }
 
@@ -109,6 +110,28 @@ fn healthcheck(args: &ConfigArgs, url: Option<String>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("foreman: healthcheck {probe} failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn webhook_secret(args: &ConfigArgs) -> ExitCode {
+    let loaded = match load(args) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    if let Err(p) = config::prepare_data_dir(&loaded.config) {
+        eprintln!("{p}");
+        return ExitCode::from(2);
+    }
+    match foreman::webhooks::load_or_create_secret(&loaded.config.webhook, &loaded.config.data_dir)
+    {
+        Ok(secret) => {
+            println!("{secret}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("foreman: {e}");
             ExitCode::FAILURE
         }
     }

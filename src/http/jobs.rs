@@ -27,13 +27,27 @@ const RETRY_AFTER_S: u64 = 30;
 pub async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let submit: SubmitJob = parse(&body)?;
     let (kind, model) = validate(&submit)?;
+    let webhook = submit
+        .webhook
+        .as_ref()
+        .map(|w| {
+            crate::webhooks::Subscription::parse(w, &state.config.webhook.allow_hosts)
+                .map_err(|e| ApiError::Unprocessable {
+                    message: e.message,
+                    field: Some(e.field.into()),
+                })
+                .and_then(|sub| {
+                    serde_json::to_value(sub).map_err(|e| ApiError::Internal(e.to_string()))
+                })
+        })
+        .transpose()?;
     let max = i64::try_from(state.config.max_queued_jobs).unwrap_or(i64::MAX);
     let new = NewJob {
         id: uuid::Uuid::now_v7().to_string(),
         kind,
         model,
         request: submit.request,
-        webhook: submit.webhook,
+        webhook,
         metadata: submit.metadata,
         now_ms: now_ms(),
     };
@@ -456,4 +470,18 @@ fn follow_events(
         },
     )
     .flatten()
+}
+
+/// `GET /jobs/{id}/deliveries`: webhook deliveries of the job with every attempt.
+pub async fn deliveries(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    read_view(&state, &id).await?;
+    let lookup = id.clone();
+    let list = state
+        .store
+        .read(move |c| crate::webhooks::deliveries(c, &lookup))
+        .await?;
+    Ok(Json(serde_json::json!({ "deliveries": list })))
 }

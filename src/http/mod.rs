@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/jobs/{id}/cancel", axum::routing::post(jobs::cancel))
         .route("/jobs/{id}/events", get(jobs::events))
+        .route("/jobs/{id}/deliveries", get(jobs::deliveries))
         .route("/", any(proxy::forward))
         .route("/api/{*rest}", any(proxy::forward))
         .route("/v1/{*rest}", any(proxy::forward))

@@ -117,6 +117,7 @@ pub fn insert(conn: &Connection, job: &NewJob) -> Result<JobView> {
     let seq = conn.last_insert_rowid();
     key_gained(conn, &key, &model, seq, job.now_ms)?;
     event(conn, &job.id, JobState::Queued, job.now_ms, 0, None)?;
+    crate::webhooks::outbox(conn, &job.id, JobState::Queued, job.now_ms)?;
     view(conn, &job.id)?.ok_or_else(|| StoreError::Invalid("job vanished".into()))
 }
 
@@ -257,6 +258,7 @@ pub fn transition(
         key_gained(conn, &key, &canonical_model(&model), seq, created)?;
     }
     event(conn, id, to, now_ms, attempts, change.detail.as_deref())?;
+    crate::webhooks::outbox(conn, id, to, now_ms)?;
     Ok(to)
 }
 

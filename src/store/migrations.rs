@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "jobs",
         sql: include_str!("../../migrations/0003_jobs.sql"),
     },
+    Migration {
+        version: 4,
+        name: "webhooks",
+        sql: include_str!("../../migrations/0004_webhooks.sql"),
+    },
 ];
 
 /// The schema version this binary brings.

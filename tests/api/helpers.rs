@@ -37,6 +37,19 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     adjust(&mut config);
+    start(config, dir).await
+}
+
+/// foreman on an existing data dir (a restart).
+pub async fn spawn_on(data_dir: &std::path::Path, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.data_dir = data_dir.to_path_buf();
+    adjust(&mut config);
+    start(config, dir).await
+}
+
+async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
     let app = App::build(config).await.expect("app builds");
     let addr = app.local_addr();
     let state = app.state().clone();

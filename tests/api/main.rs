@@ -13,3 +13,4 @@ mod e2e;
 mod health;
 mod jobs;
 mod passthrough;
+mod webhooks;
