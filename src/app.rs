@@ -192,6 +192,7 @@ impl App {
         state
             .tasks
             .spawn("webhook-sender", sender.run(state.tasks.token.clone()));
+        state.tasks.spawn("retention", retention(state.clone()));
         if state.config.worker.enabled {
             let worker = crate::worker::Worker::new(state.clone());
             state
@@ -228,6 +229,23 @@ impl App {
         }
         tracing::info!(elapsed = ?started.elapsed(), "shutdown complete");
         Ok(())
+    }
+}
+
+/// Prunes finished jobs past `retention` at start and every 10 minutes.
+async fn retention(state: AppState) {
+    let retention_ms = i64::try_from(state.config.retention.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let dir = state.config.artifacts_dir();
+        match crate::prune::prune(&state.store, &dir, crate::clock::now_ms(), retention_ms).await {
+            Ok(p) if p != crate::prune::Pruned::default() => tracing::info!(?p, "pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+            () = state.tasks.token.cancelled() => return,
+        }
     }
 }
 

@@ -21,6 +21,14 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Delete finished jobs (with events, deliveries, artifacts) older than the retention.
+    Prune {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Override `retention` for this run (e.g. 1d, 12h).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+    },
     /// Webhook signing.
     #[command(subcommand)]
     Webhook(WebhookCommand),

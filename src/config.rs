@@ -130,6 +130,14 @@ pub const SETTINGS: &[Setting] = &[
         "worker.interactive_grace",
         "how long the worker defers to in-flight passthrough generations",
     ),
+    setting(
+        "retention",
+        "how long finished jobs, their events, deliveries and artifacts are kept",
+    ),
+    setting(
+        "artifact_max_bytes",
+        "largest result stored as an artifact; a larger result fails the job",
+    ),
     Setting {
         key: "webhook.secret",
         help: "Standard Webhooks signing secret (whsec_...); generated into data_dir/webhook_secret when unset",
@@ -226,6 +234,9 @@ pub struct Config {
     pub api_tokens: Vec<Secret>,
     pub max_body_bytes: usize,
     pub max_queued_jobs: u64,
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    pub artifact_max_bytes: u64,
     pub worker: WorkerConfig,
     pub webhook: WebhookConfig,
 }
@@ -384,6 +395,8 @@ impl Default for Config {
             api_tokens: Vec::new(),
             max_body_bytes: 16 * 1024 * 1024,
             max_queued_jobs: 100_000,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            artifact_max_bytes: 64 * 1024 * 1024,
             worker: WorkerConfig::default(),
             webhook: WebhookConfig::default(),
         }
@@ -450,6 +463,11 @@ fn http_url<'de, D: Deserializer<'de>>(de: D) -> Result<Url, D::Error> {
 }
 
 impl Config {
+    /// Directory of artifact files.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.data_dir.join("artifacts")
+    }
+
     /// Path of the SQLite database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("foreman.db")
@@ -943,7 +961,10 @@ mod tests {
             | "target.poll_interval" => "2s",
             "target.history_limit" => "10",
             "api_tokens" => "a,b",
-            "max_body_bytes" | "max_queued_jobs" | "worker.max_attempts" => "7",
+            "max_body_bytes" | "max_queued_jobs" | "worker.max_attempts" | "artifact_max_bytes" => {
+                "7"
+            }
+            "retention" => "3d",
             "worker.enabled" | "worker.unload_on_switch" => "true",
             "worker.scheduler" => "fifo",
             "webhook.secret" => "whsec_c2VjcmV0c2VjcmV0c2VjcmV0",

@@ -16,14 +16,17 @@
 //! - [`worker`]: the one job worker (load, run, assemble, retry); [`interactive`]: the
 //!   passthrough traffic it defers to.
 //! - [`webhooks`]: the durable, signed webhook outbox and its sender.
+//! - [`artifacts`]: result files; [`prune`]: retention of finished jobs and their files.
 //! - [`clock`]: timestamp formatting shared by everything that stores time.
 
 pub mod app;
+pub mod artifacts;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
 pub mod interactive;
+pub mod prune;
 pub mod queue;
 pub mod shutdown;
 pub mod store;

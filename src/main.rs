@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check(args)) => check(&args),
         Command::Healthcheck { config, url } => healthcheck(&config, url),
         Command::Webhook(WebhookCommand::Secret(args)) => webhook_secret(&args),
+        Command::Prune { config, older_than } => prune(&config, older_than),
     }
 }
 
@@ -132,6 +133,52 @@ fn webhook_secret(args: &ConfigArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("foreman: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn prune(args: &ConfigArgs, older_than: Option<std::time::Duration>) -> ExitCode {
+    let loaded = match load(args) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let config = loaded.config;
+    if let Err(p) = config::prepare_data_dir(&config) {
+        eprintln!("{p}");
+        return ExitCode::from(2);
+    }
+    let retention = older_than.unwrap_or(config.retention);
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|rt| {
+            rt.block_on(async {
+                // Safe beside a running daemon: SQLite serialises the writers (busy timeout).
+                let store = foreman::store::Store::open(&config.db_path(), &config.database)?;
+                let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+                let pruned = foreman::prune::prune(
+                    &store,
+                    &config.artifacts_dir(),
+                    foreman::clock::now_ms(),
+                    ms,
+                )
+                .await?;
+                store.close().await?;
+                Ok::<_, anyhow::Error>(pruned)
+            })
+        });
+    match outcome {
+        Ok(p) => {
+            println!(
+                "pruned {} jobs, {} artifact files, {} idempotency keys",
+                p.jobs, p.files, p.keys
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("foreman: prune failed: {e:#}");
             ExitCode::FAILURE
         }
     }

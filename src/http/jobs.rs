@@ -24,7 +24,15 @@ use crate::store::StoreError;
 /// Seconds a client is asked to wait when the queue is full.
 const RETRY_AFTER_S: u64 = 30;
 
-pub async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+/// Header of the IETF idempotency-key draft.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+pub async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let idempotency = idempotency_key(&headers)?;
     let submit: SubmitJob = parse(&body)?;
     let (kind, model) = validate(&submit)?;
     let webhook = submit
@@ -51,13 +59,27 @@ pub async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Respon
         metadata: submit.metadata,
         now_ms: now_ms(),
     };
-    let view = state
+    let body_hash = crate::artifacts::hex(&<sha2::Sha256 as sha2::Digest>::digest(&body));
+    let (view, replayed) = state
         .store
         .write(move |c| {
+            let now = new.now_ms;
+            if let Some(key) = &idempotency
+                && let Some(view) = replay(c, key, &body_hash, now)?
+            {
+                return Ok((view, true));
+            }
             if queue::queued_total(c)? >= max {
                 return Err(StoreError::Invalid("queue full".into()));
             }
-            queue::insert(c, &new)
+            let view = queue::insert(c, &new)?;
+            if let Some(key) = &idempotency {
+                c.execute(
+                    "INSERT INTO idempotency_keys (key, body_hash, job_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![key, body_hash, view.id, now],
+                )?;
+            }
+            Ok((view, false))
         })
         .await
         .map_err(|e| match e {
@@ -65,16 +87,73 @@ pub async fn submit(State(state): State<AppState>, body: Bytes) -> Result<Respon
                 message: format!("the queue holds {max} jobs; try again later"),
                 retry_after: RETRY_AFTER_S,
             },
+            StoreError::Invalid(m) if m == "idempotency mismatch" => ApiError::Unprocessable {
+                message: "Idempotency-Key was already used with a different body".into(),
+                field: Some("Idempotency-Key".into()),
+            },
             other => ApiError::from(other),
         })?;
-    state.queue_wakeup.notify_one();
-    state.bus.publish(&view.id, JobState::Queued);
+    if !replayed {
+        state.queue_wakeup.notify_one();
+        state.bus.publish(&view.id, JobState::Queued);
+    }
     let location = format!("/jobs/{}", view.id);
     let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
     Ok(response)
+}
+
+/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::bad_field(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+        })?;
+    Ok(Some(key.to_string()))
+}
+
+/// The job of a live key with the same body; an error for a different body.
+fn replay(
+    c: &rusqlite::Connection,
+    key: &str,
+    body_hash: &str,
+    now: i64,
+) -> Result<Option<JobView>, StoreError> {
+    use rusqlite::OptionalExtension;
+    let found: Option<(String, String, i64)> = c
+        .query_row(
+            "SELECT body_hash, job_id, created_at FROM idempotency_keys WHERE key = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((hash, job_id, created)) = found else {
+        return Ok(None);
+    };
+    if now - created > crate::prune::IDEMPOTENCY_TTL_MS {
+        c.execute("DELETE FROM idempotency_keys WHERE key = ?1", [key])?;
+        return Ok(None);
+    }
+    if hash != body_hash {
+        return Err(StoreError::Invalid("idempotency mismatch".into()));
+    }
+    queue::view(c, &job_id)
 }
 
 /// Decodes a JSON body; the error names the offending field and the position.
@@ -484,4 +563,47 @@ pub async fn deliveries(
         .read(move |c| crate::webhooks::deliveries(c, &lookup))
         .await?;
     Ok(Json(serde_json::json!({ "deliveries": list })))
+}
+
+/// `GET /jobs/{id}/artifact`: the stored result file, with `ETag` and `Content-Length`.
+pub async fn artifact(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no artifact for job {id}"));
+    // Only a UUID ever reaches the filesystem.
+    let path = crate::artifacts::path(&state.config.artifacts_dir(), &id).ok_or_else(not_found)?;
+    let lookup = id.clone();
+    let sha: Option<String> = state
+        .store
+        .read(move |c| {
+            use rusqlite::OptionalExtension;
+            Ok(c.query_row(
+                "SELECT artifact_sha256 FROM jobs WHERE id = ?1 AND artifact IS NOT NULL",
+                [lookup],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await?;
+    let etag = format!("\"{}\"", sha.ok_or_else(not_found)?);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let etag_value = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if matches {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        r.headers_mut().insert(header::ETAG, etag_value);
+        return Ok(r);
+    }
+    let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
+    let mut r = (StatusCode::OK, bytes).into_response();
+    r.headers_mut().insert(header::ETAG, etag_value);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }

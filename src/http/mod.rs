@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/cancel", axum::routing::post(jobs::cancel))
         .route("/jobs/{id}/events", get(jobs::events))
         .route("/jobs/{id}/deliveries", get(jobs::deliveries))
+        .route("/jobs/{id}/artifact", get(jobs::artifact))
         .route("/", any(proxy::forward))
         .route("/api/{*rest}", any(proxy::forward))
         .route("/v1/{*rest}", any(proxy::forward))

@@ -179,6 +179,8 @@ pub struct Change {
     pub not_before: Option<i64>,
     /// Give back the attempt counted at claim (target unreachable: not the job's fault).
     pub refund_attempt: bool,
+    /// The stored result file of a done job.
+    pub artifact: Option<crate::artifacts::Stored>,
 }
 
 /// Moves job `id` to `to`, validating the transition, and appends the event.
@@ -240,6 +242,12 @@ pub fn transition(
             change.not_before
         ],
     )?;
+    if let Some(a) = &change.artifact {
+        conn.execute(
+            "UPDATE jobs SET artifact = ?2, artifact_sha256 = ?3, artifact_bytes = ?4 WHERE id = ?1",
+            params![id, a.file, a.sha256, a.bytes],
+        )?;
+    }
     if let Some(column) = column {
         conn.execute(
             &format!("UPDATE jobs SET {column} = ?2 WHERE id = ?1"),

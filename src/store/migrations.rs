@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("../../migrations/0004_webhooks.sql"),
     },
+    Migration {
+        version: 5,
+        name: "artifacts_idempotency",
+        sql: include_str!("../../migrations/0005_artifacts_idempotency.sql"),
+    },
 ];
 
 /// The schema version this binary brings.

@@ -389,12 +389,17 @@ impl Worker {
         result: Result<Value, Failure>,
     ) -> Result<JobState, StoreError> {
         let config = &self.state.config.worker;
+        let result = match result {
+            Ok(value) => self.store_artifact(job, value).await,
+            Err(e) => Err(e),
+        };
         let (to, change) = match result {
-            Ok(value) => (
+            Ok((value, artifact)) => (
                 JobState::Done,
                 Change {
                     usage: Some(assemble::usage(&value)),
                     result: Some(value),
+                    artifact: Some(artifact),
                     ..Change::default()
                 },
             ),
@@ -452,6 +457,61 @@ impl Worker {
             .write(move |c| queue::transition(c, &id, to, now_ms(), &change))
             .await
             .inspect(|state| self.state.bus.publish(&job.id, *state))
+    }
+}
+
+impl Worker {
+    /// Writes the artifact file (result plus foreman's phase timings) before `done` commits.
+    async fn store_artifact(
+        &self,
+        job: &Job,
+        value: Value,
+    ) -> Result<(Value, crate::artifacts::Stored), Failure> {
+        let id = job.id.clone();
+        let times = self
+            .state
+            .store
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT created_at, loading_at, working_at FROM jobs WHERE id = ?1",
+                    [&id],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, Option<i64>>(1)?,
+                            r.get::<_, Option<i64>>(2)?,
+                        ))
+                    },
+                )?)
+            })
+            .await
+            .map_err(|e| Failure::Retryable(e.to_string()))?;
+        let (created, loading, working) = (
+            times.0,
+            times.1.unwrap_or(times.0),
+            times.2.unwrap_or(times.0),
+        );
+        let contents = json!({
+            "job_id": job.id, "kind": job.kind, "model": job.model, "result": value,
+            "timings_ms": {"queued": loading - created, "loading": working - loading, "working": now_ms() - working}
+        })
+        .to_string()
+        .into_bytes();
+        let max = self.state.config.artifact_max_bytes;
+        if contents.len() as u64 > max {
+            return Err(Failure::Fatal(format!(
+                "result of {} bytes exceeds artifact_max_bytes ({max})",
+                contents.len()
+            )));
+        }
+        let dir = self.state.config.artifacts_dir();
+        let id = job.id.clone();
+        let stored =
+            tokio::task::spawn_blocking(move || crate::artifacts::write(&dir, &id, &contents))
+                .await
+                .map_err(|e| Failure::Retryable(e.to_string()))?
+                .map_err(|e| Failure::Retryable(format!("cannot write artifact: {e}")))?;
+        Ok((value, stored))
     }
 }
 

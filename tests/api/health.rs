@@ -352,3 +352,14 @@ fn serve_starts_with_no_config_creates_data_and_exits_zero_on_sigterm() {
         .unwrap();
     assert_eq!(ok, "ok");
 }
+
+#[test]
+fn prune_command_runs_against_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(&["prune", "--older-than", "1d"], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pruned 0 jobs, 0 artifact files, 0 idempotency keys"
+    );
+}

@@ -753,3 +753,148 @@ async fn events_are_listed_and_followed_live() {
     app.shutdown().await.unwrap();
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_done_job_has_an_artifact_with_etag_and_length() {
+    let sim = spawn_sim(|_| {}).await;
+    let app = spawn_proxy(&sim.url(), |c| c.worker.enabled = false).await;
+    let id = submit_ok(&app, chat("llama3.2", "x")).await;
+    assert_eq!(
+        app.get(&format!("/jobs/{id}/artifact")).await.status(),
+        404,
+        "not before done"
+    );
+    drain(&mut Worker::new(app.state.clone())).await;
+    let r = app.get(&format!("/jobs/{id}/artifact")).await;
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let length: usize = r.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(body.len(), length);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["job_id"], id.as_str());
+    assert_eq!(v["result"], job(&app, &id).await["result"]);
+    for phase in ["queued", "loading", "working"] {
+        assert!(v["timings_ms"][phase].as_i64().unwrap() >= 0, "{phase}");
+    }
+    let hex = etag.trim_matches('"');
+    assert_eq!(
+        hex,
+        foreman::artifacts::hex(&<sha2::Sha256 as sha2::Digest>::digest(&body))
+    );
+    let r = app
+        .client
+        .get(app.url(&format!("/jobs/{id}/artifact")))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    for bad in [
+        "/jobs/..%2F..%2Fetc%2Fpasswd/artifact",
+        "/jobs/nope/artifact",
+    ] {
+        assert_eq!(app.get(bad).await.status(), 404, "{bad}");
+    }
+    app.shutdown().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_oversized_result_fails_the_job_instead_of_storing_it() {
+    let sim = spawn_sim(|_| {}).await;
+    let app = spawn_proxy(&sim.url(), |c| {
+        c.worker.enabled = false;
+        c.artifact_max_bytes = 100;
+    })
+    .await;
+    let id = submit_ok(&app, chat("llama3.2", "x")).await;
+    drain(&mut Worker::new(app.state.clone())).await;
+    let v = job(&app, &id).await;
+    assert_eq!(v["state"], "failed");
+    assert!(
+        v["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("artifact_max_bytes")
+    );
+    app.shutdown().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_the_same_job_and_refuse_a_different_body() {
+    let app = spawn_proxy("http://127.0.0.1:9", |c| c.worker.enabled = false).await;
+    let send = |body: Value, key: &'static str| {
+        app.client
+            .post(app.url("/jobs"))
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let first = send(chat("m", "a"), "k-1").await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let again = send(chat("m", "a"), "k-1").await.unwrap();
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    let other = send(chat("m", "b"), "k-1").await.unwrap();
+    assert_eq!(other.status(), 422);
+    assert_eq!(
+        other.json::<Value>().await.unwrap()["error"]["field"],
+        "Idempotency-Key"
+    );
+    let list: Value = app.get("/jobs").await.json().await.unwrap();
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "one job stored");
+    let bad = app
+        .client
+        .post(app.url("/jobs"))
+        .header("idempotency-key", "")
+        .json(&chat("m", "a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn pruning_removes_old_finished_jobs_with_their_files_and_keeps_the_rest() {
+    let sim = spawn_sim(|_| {}).await;
+    let app = spawn_proxy(&sim.url(), |c| c.worker.enabled = false).await;
+    let done = submit_ok(&app, chat("llama3.2", "x")).await;
+    drain(&mut Worker::new(app.state.clone())).await;
+    let queued = submit_ok(&app, chat("llama3.2", "y")).await;
+    let dir = app.state.config.artifacts_dir();
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    // Far in the future every finished job is past its retention; queued ones are never pruned.
+    let future = foreman::clock::now_ms() + 30 * 24 * 3600 * 1000;
+    let retention = 7 * 24 * 3600 * 1000;
+    let p = foreman::prune::prune(&app.state.store, &dir, future, retention)
+        .await
+        .unwrap();
+    assert_eq!((p.jobs, p.files), (1, 1));
+    assert_eq!(app.get(&format!("/jobs/{done}")).await.status(), 404);
+    assert_eq!(job(&app, &queued).await["state"], "queued");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let events: i64 = app
+        .state
+        .store
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM job_events WHERE job_id = ?1",
+                [&done],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(events, 0, "events went with the job");
+    app.shutdown().await.unwrap();
+    sim.shutdown().await;
+}
