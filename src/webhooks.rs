@@ -20,7 +20,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use foreman_api::jobs::JobState;
 use hmac::{Hmac, Mac};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
@@ -30,14 +29,7 @@ use crate::config::WebhookConfig;
 use crate::store::{Result, Store, StoreError};
 
 /// A job's subscription, as given in `POST /jobs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Subscription {
-    pub url: String,
-    /// States to be told about; all when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub events: Option<Vec<JobState>>,
-}
+pub use foreman_api::jobs::WebhookSubscription as Subscription;
 
 /// Why a subscription was refused (422 at submit time).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,36 +38,30 @@ pub struct Invalid {
     pub message: String,
 }
 
-impl Subscription {
-    /// Parses and checks a subscription: an http(s) URL with a host, allowed by `allow_hosts`.
-    pub fn parse(value: &Value, allow_hosts: &[String]) -> std::result::Result<Self, Invalid> {
-        let sub: Subscription = serde_json::from_value(value.clone()).map_err(|e| Invalid {
-            field: "webhook",
-            message: format!("invalid webhook: {e}"),
-        })?;
-        let bad_url = |message: String| Invalid {
-            field: "webhook.url",
-            message,
-        };
-        let url = url::Url::parse(&sub.url)
-            .map_err(|e| bad_url(format!("webhook.url {:?}: {e}", sub.url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(bad_url("webhook.url must be http:// or https://".into()));
-        }
-        let host = url
-            .host_str()
-            .ok_or_else(|| bad_url("webhook.url needs a host".into()))?;
-        if !allow_hosts.is_empty() && !allow_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-            return Err(bad_url(format!(
-                "webhook host {host} is not in webhook.allow_hosts"
-            )));
-        }
-        Ok(sub)
+/// Checks a subscription: an http(s) URL with a host, allowed by `allow_hosts`.
+pub fn check(sub: &Subscription, allow_hosts: &[String]) -> std::result::Result<(), Invalid> {
+    let bad_url = |message: String| Invalid {
+        field: "webhook.url",
+        message,
+    };
+    let url = url::Url::parse(&sub.url)
+        .map_err(|e| bad_url(format!("webhook.url {:?}: {e}", sub.url)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad_url("webhook.url must be http:// or https://".into()));
     }
+    let host = url
+        .host_str()
+        .ok_or_else(|| bad_url("webhook.url needs a host".into()))?;
+    if !allow_hosts.is_empty() && !allow_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        return Err(bad_url(format!(
+            "webhook host {host} is not in webhook.allow_hosts"
+        )));
+    }
+    Ok(())
+}
 
-    fn wants(&self, state: JobState) -> bool {
-        self.events.as_ref().is_none_or(|e| e.contains(&state))
-    }
+fn wants(sub: &Subscription, state: JobState) -> bool {
+    sub.events.as_ref().is_none_or(|e| e.contains(&state))
 }
 
 /// Writes the delivery of `state` for job `id` if the job subscribed to it. Runs inside the
@@ -88,7 +74,7 @@ pub fn outbox(conn: &Connection, id: &str, state: JobState, now: i64) -> Result<
     let Some(sub) = webhook.and_then(|w| serde_json::from_str::<Subscription>(&w).ok()) else {
         return Ok(());
     };
-    if !sub.wants(state) {
+    if !wants(&sub, state) {
         return Ok(());
     }
     let gone: bool = conn.query_row(
@@ -420,37 +406,22 @@ mod tests {
 
     #[test]
     fn subscriptions_are_checked() {
-        let ok = Subscription::parse(&serde_json::json!({"url": "https://hooks.example/x"}), &[])
-            .unwrap();
-        assert!(ok.wants(JobState::Done));
-        let only = Subscription::parse(
-            &serde_json::json!({"url": "http://h/x", "events": ["done"]}),
-            &[],
-        )
-        .unwrap();
-        assert!(only.wants(JobState::Done) && !only.wants(JobState::Queued));
-        for bad in [
-            serde_json::json!({"url": "ftp://h/x"}),
-            serde_json::json!({"url": "not a url"}),
-            serde_json::json!({"url": "http://h/x", "events": ["exploded"]}),
-            serde_json::json!("http://h/x"),
-        ] {
-            assert!(Subscription::parse(&bad, &[]).is_err(), "{bad}");
+        let sub = |url: &str| Subscription {
+            url: url.into(),
+            events: None,
+        };
+        assert!(check(&sub("https://hooks.example/x"), &[]).is_ok());
+        assert!(wants(&sub("http://h/x"), JobState::Done));
+        let only = Subscription {
+            url: "http://h/x".into(),
+            events: Some(vec![JobState::Done]),
+        };
+        assert!(wants(&only, JobState::Done) && !wants(&only, JobState::Queued));
+        for bad in ["ftp://h/x", "not a url"] {
+            assert!(check(&sub(bad), &[]).is_err(), "{bad}");
         }
         let allowed = ["hooks.example".to_string()];
-        assert!(
-            Subscription::parse(
-                &serde_json::json!({"url": "https://evil.example/x"}),
-                &allowed
-            )
-            .is_err()
-        );
-        assert!(
-            Subscription::parse(
-                &serde_json::json!({"url": "https://HOOKS.example/x"}),
-                &allowed
-            )
-            .is_ok()
-        );
+        assert!(check(&sub("https://evil.example/x"), &allowed).is_err());
+        assert!(check(&sub("https://HOOKS.example/x"), &allowed).is_ok());
     }
 }

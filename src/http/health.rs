@@ -12,10 +12,14 @@ use crate::app::AppState;
 /// How long `/readyz` waits for the database before calling foreman unready.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process serves", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, body = Readiness), (status = 503, description = "The database does not take writes", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let reason = match tokio::time::timeout(READY_TIMEOUT, state.store.ping_write()).await {
         Ok(Ok(())) => None,

@@ -27,6 +27,13 @@ const RETRY_AFTER_S: u64 = 30;
 /// Header of the IETF idempotency-key draft.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+#[utoipa::path(post, path = "/jobs", tag = "jobs", request_body = SubmitJob,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the original job for the same body within 24 h")),
+    responses(
+        (status = 202, description = "Queued; `Location` names the job", body = JobView),
+        (status = 400, body = foreman_api::ErrorBody), (status = 413, body = foreman_api::ErrorBody), (status = 422, body = foreman_api::ErrorBody),
+        (status = 429, description = "Queue full; see Retry-After", body = foreman_api::ErrorBody),
+        (status = 503, body = foreman_api::ErrorBody)))]
 pub async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -38,15 +45,14 @@ pub async fn submit(
     let webhook = submit
         .webhook
         .as_ref()
-        .map(|w| {
-            crate::webhooks::Subscription::parse(w, &state.config.webhook.allow_hosts)
-                .map_err(|e| ApiError::Unprocessable {
+        .map(|sub| {
+            crate::webhooks::check(sub, &state.config.webhook.allow_hosts).map_err(|e| {
+                ApiError::Unprocessable {
                     message: e.message,
                     field: Some(e.field.into()),
-                })
-                .and_then(|sub| {
-                    serde_json::to_value(sub).map_err(|e| ApiError::Internal(e.to_string()))
-                })
+                }
+            })?;
+            serde_json::to_value(sub).map_err(|e| ApiError::Internal(e.to_string()))
         })
         .transpose()?;
     let max = i64::try_from(state.config.max_queued_jobs).unwrap_or(i64::MAX);
@@ -294,6 +300,9 @@ fn wait_of(
     Ok(Some(parsed.min(MAX_WAIT)))
 }
 
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path), ("wait" = Option<String>, Query, description = "Long-poll until the job ends: seconds or a duration like 30s (cap 60 s); also `Prefer: wait=N`")),
+    responses((status = 200, body = JobView), (status = 400, body = foreman_api::ErrorBody), (status = 404, body = foreman_api::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -346,6 +355,9 @@ enum CancelStep {
 }
 
 /// `POST /jobs/{id}/cancel` and `DELETE /jobs/{id}`.
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, description = "Canceled (a running job's upstream request is aborted)", body = JobView),
+              (status = 404, body = foreman_api::ErrorBody), (status = 409, description = "Already finished", body = foreman_api::ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -406,6 +418,12 @@ async fn abort_running(state: &AppState, id: &str, changes: &mut broadcast::Rece
 }
 
 /// `GET /jobs?state=&model=&since=&limit=&cursor=`.
+#[utoipa::path(get, path = "/jobs", tag = "jobs",
+    params(("state" = Option<JobState>, Query), ("model" = Option<String>, Query),
+           ("since" = Option<String>, Query, description = "RFC 3339: jobs created at or after"),
+           ("limit" = Option<u32>, Query, description = "1 to 500, default 50"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, body = JobList), (status = 400, body = foreman_api::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
@@ -466,6 +484,9 @@ fn list_filter(query: &HashMap<String, String>) -> Result<queue::ListFilter, Api
 }
 
 /// `GET /jobs/{id}/events`; `?follow=true` streams them as server-sent events until the job ends.
+#[utoipa::path(get, path = "/jobs/{id}/events", tag = "jobs",
+    params(("id" = String, Path), ("follow" = Option<bool>, Query, description = "Stream as server-sent events until the job ends")),
+    responses((status = 200, body = JobEvents), (status = 400, body = foreman_api::ErrorBody), (status = 404, body = foreman_api::ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -552,6 +573,8 @@ fn follow_events(
 }
 
 /// `GET /jobs/{id}/deliveries`: webhook deliveries of the job with every attempt.
+#[utoipa::path(get, path = "/jobs/{id}/deliveries", tag = "webhooks", params(("id" = String, Path)),
+    responses((status = 200, description = "Webhook deliveries with every attempt", body = Object), (status = 404, body = foreman_api::ErrorBody)))]
 pub async fn deliveries(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -566,6 +589,9 @@ pub async fn deliveries(
 }
 
 /// `GET /jobs/{id}/artifact`: the stored result file, with `ETag` and `Content-Length`.
+#[utoipa::path(get, path = "/jobs/{id}/artifact", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, description = "The stored result, with ETag", body = Object),
+              (status = 304, description = "Not modified (If-None-Match)"), (status = 404, body = foreman_api::ErrorBody)))]
 pub async fn artifact(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -606,4 +632,11 @@ pub async fn artifact(
         HeaderValue::from_static("application/json"),
     );
     Ok(r)
+}
+
+/// `DELETE /jobs/{id}`: the same as `POST /jobs/{id}/cancel`.
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 404, body = foreman_api::ErrorBody), (status = 409, body = foreman_api::ErrorBody)))]
+pub async fn delete(state: State<AppState>, id: Path<String>) -> Result<Json<JobView>, ApiError> {
+    cancel(state, id).await
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod openapi;
 pub mod proxy;
 pub mod status;
 
@@ -44,7 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/status", get(status::status))
         .route("/jobs", axum::routing::post(jobs::submit).get(jobs::list))
-        .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route("/jobs/{id}", get(jobs::get).delete(jobs::delete))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/jobs/{id}/cancel", axum::routing::post(jobs::cancel))
         .route("/jobs/{id}/events", get(jobs::events))
         .route("/jobs/{id}/deliveries", get(jobs::deliveries))

@@ -10,6 +10,8 @@ use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::queue;
 
+#[utoipa::path(get, path = "/status", tag = "health",
+    responses((status = 200, body = Status), (status = 401, body = foreman_api::ErrorBody)))]
 pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     let mut queue_status = state
         .store

@@ -8,6 +8,7 @@ mod helpers;
 
 mod upstreams;
 
+mod contracts;
 mod crash;
 mod e2e;
 mod health;

@@ -1,9 +1,10 @@
 //! Bodies of the health routes.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Body of `GET /readyz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
     /// `true` when the database answered a write.
     pub ready: bool,
@@ -13,14 +14,14 @@ pub struct Readiness {
 }
 
 /// Body of `GET /status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Status {
     pub target: TargetStatus,
     pub queue: crate::jobs::QueueStatus,
 }
 
 /// Whether the target answered its last poll.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetState {
     /// Not polled yet.
@@ -30,7 +31,7 @@ pub enum TargetState {
 }
 
 /// The monitor's view of the target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TargetStatus {
     pub url: String,
     pub state: TargetState,
@@ -53,7 +54,7 @@ pub struct TargetStatus {
 }
 
 /// One resident model, as `/api/ps` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LoadedModel {
     pub name: String,
     pub size: u64,

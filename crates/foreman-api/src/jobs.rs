@@ -2,10 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// Lifecycle of a job. Every job passes `loading` (where foreman makes sure its model is
 /// resident), so consumers always see the same sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
@@ -47,7 +48,7 @@ impl JobState {
 }
 
 /// Which Ollama endpoint a job targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     Chat,
@@ -84,24 +85,48 @@ impl JobKind {
 }
 
 /// Body of `POST /jobs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitJob {
     /// An Ollama `/api/chat`, `/api/generate` or `/api/embed` body, sent to the target as given.
+    #[schema(value_type = Object)]
     pub request: Value,
     /// Optional when obvious from the body (`messages` → chat, `prompt` → generate, `input` → embed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<JobKind>,
-    /// Where state changes are delivered (used by the webhooks feature).
+    /// Where state changes are delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<Value>,
+    pub webhook: Option<WebhookSubscription>,
     /// Opaque to foreman; returned in the job view.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 
+/// A job's webhook subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSubscription {
+    /// An http(s) URL of a receiver the operator trusts.
+    pub url: String,
+    /// States to be told about; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<JobState>>,
+}
+
+/// Body of every webhook delivery (Standard Webhooks envelope).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookPayload {
+    /// `job.queued`, `job.loading`, `job.working`, `job.done`, `job.failed`, `job.canceled`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When the state changed (RFC 3339).
+    pub timestamp: String,
+    pub data: JobView,
+}
+
 /// When the job entered each state (RFC 3339), absent until it did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Timestamps {
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,7 +138,7 @@ pub struct Timestamps {
 }
 
 /// Token counts and durations reported by the target for the job's final attempt.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens: Option<u64>,
@@ -128,7 +153,7 @@ pub struct Usage {
 }
 
 /// The job as `GET /jobs/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobView {
     pub id: String,
     pub kind: JobKind,
@@ -143,14 +168,16 @@ pub struct JobView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
     /// The assembled Ollama response, once `done`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
 }
 
 /// Queue figures for `/status`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QueueStatus {
     /// Jobs per state.
     pub by_state: std::collections::BTreeMap<String, u64>,
@@ -168,7 +195,7 @@ pub struct QueueStatus {
 }
 
 /// Body of `GET /jobs`: newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobList {
     pub jobs: Vec<JobView>,
     /// Pass as `cursor` to get the next (older) page; absent on the last page.
@@ -177,7 +204,7 @@ pub struct JobList {
 }
 
 /// One recorded state change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobEvent {
     /// Increasing id of the event (across all jobs).
     pub id: i64,
@@ -191,7 +218,7 @@ pub struct JobEvent {
 }
 
 /// Body of `GET /jobs/{id}/events`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobEvents {
     pub events: Vec<JobEvent>,
 }
