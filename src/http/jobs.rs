@@ -547,6 +547,19 @@ fn follow_events(
                 }
                 match changes.recv().await {
                     Ok(c) if c.id != id => continue,
+                    Ok(JobChange {
+                        tokens: Some(tokens),
+                        ..
+                    }) => {
+                        let progress = Event::default()
+                            .event("progress")
+                            .data(serde_json::json!({ "tokens": tokens }).to_string());
+                        let batch = vec![progress];
+                        return Some((
+                            futures::stream::iter(batch),
+                            (state, id, last, changes, done),
+                        ));
+                    }
                     Err(broadcast::error::RecvError::Closed) => return None,
                     _ => {}
                 }

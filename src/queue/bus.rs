@@ -9,6 +9,8 @@ use tokio::sync::broadcast;
 pub struct JobChange {
     pub id: String,
     pub state: JobState,
+    /// Set on live progress notices (not state changes): tokens generated so far.
+    pub tokens: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -29,6 +31,16 @@ impl JobBus {
         let _ = self.tx.send(JobChange {
             id: id.to_string(),
             state,
+            tokens: None,
+        });
+    }
+
+    /// Live token progress of a working job (not stored; followers of its events see it).
+    pub fn progress(&self, id: &str, tokens: u64) {
+        let _ = self.tx.send(JobChange {
+            id: id.to_string(),
+            state: JobState::Working,
+            tokens: Some(tokens),
         });
     }
 

@@ -34,6 +34,9 @@ use crate::queue::{self, Change, Job, select};
 use crate::store::StoreError;
 use crate::target::Target;
 
+/// Throttle of live token-progress notices.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -373,11 +376,17 @@ impl Worker {
         }
         let mut assembler = assemble::Assembler::new(job.kind);
         let mut stream = response.bytes_stream();
+        let mut last_progress = Instant::now();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
                 Failure::Retryable(format!("stream cut: {}", crate::target::root_cause(&e)))
             })?;
             assembler.push(&chunk).map_err(assemble_failure)?;
+            // Live progress for event followers, at most every 500 ms.
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                self.state.bus.progress(&job.id, assembler.tokens);
+            }
         }
         assembler.finish().map_err(assemble_failure)
     }

@@ -898,3 +898,44 @@ async fn pruning_removes_old_finished_jobs_with_their_files_and_keeps_the_rest()
     app.shutdown().await.unwrap();
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn following_a_working_job_shows_token_progress_at_most_every_500_ms() {
+    // 1,600 tokens at 40 tok/s = 40 s simulated = 0.8 s real at 0.02: a few progress notices.
+    let sim = spawn_sim(|c| c.time_scale = 0.02).await;
+    let app = spawn_proxy(&sim.url(), |_| {}).await;
+    let body = json!({"request": {"model": "llama3.2", "messages": [{"role": "user", "content": "x"}], "options": {"num_predict": 1600}}});
+    let id = submit_ok(&app, body).await;
+    let mut follow = app
+        .client
+        .get(app.url(&format!("/jobs/{id}/events?follow=true")))
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while let Some(chunk) = follow.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let progress: Vec<u64> = text
+        .split("\n\n")
+        .filter(|e| e.contains("event: progress"))
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["tokens"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(!progress.is_empty(), "{text}");
+    assert!(
+        progress.windows(2).all(|w| w[0] < w[1]),
+        "increasing: {progress:?}"
+    );
+    assert!(
+        progress.len() <= 3,
+        "throttled to ≥ 500 ms over ~0.8 s: {progress:?}"
+    );
+    assert!(text.contains("\"state\":\"done\""));
+    app.shutdown().await.unwrap();
+    sim.shutdown().await;
+}
