@@ -28,6 +28,25 @@ fn load(args: &ConfigArgs) -> Result<config::Loaded, ExitCode> {
     })
 }
 
+/// Loads the configuration and makes sure the data dir exists and is writable.
+fn load_prepared(args: &ConfigArgs) -> Result<config::Loaded, ExitCode> {
+    let loaded = load(args)?;
+    if let Err(p) = config::prepare_data_dir(&loaded.config) {
+        eprintln!("{p}");
+        return Err(ExitCode::from(2));
+    }
+    Ok(loaded)
+}
+
+/// Runs one future on a small runtime (for the one-shot commands).
+fn block_on<T>(fut: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(fut)
+}
+
 fn serve(args: &ConfigArgs) -> ExitCode {
     let loaded = match load(args) {
         Ok(l) => l,
@@ -62,14 +81,10 @@ fn run(config: config::Config) -> anyhow::Result<()> {
 }
 
 fn check(args: &ConfigArgs) -> ExitCode {
-    let loaded = match load(args) {
+    let loaded = match load_prepared(args) {
         Ok(l) => l,
         Err(code) => return code,
     };
-    if let Err(p) = config::prepare_data_dir(&loaded.config) {
-        eprintln!("{p}");
-        return ExitCode::from(2);
-    }
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }
@@ -93,20 +108,14 @@ fn healthcheck(args: &ConfigArgs, url: Option<String>) -> ExitCode {
         },
     };
     let probe = format!("{}/healthz", base.trim_end_matches('/'));
-    let outcome = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .and_then(|rt| {
-            rt.block_on(async {
-                let client = reqwest::Client::builder()
-                    .timeout(std::time::Duration::from_secs(3))
-                    .build()?;
-                let status = client.get(&probe).send().await?.status();
-                anyhow::ensure!(status.is_success(), "status {status}");
-                Ok(())
-            })
-        });
+    let outcome = block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()?;
+        let status = client.get(&probe).send().await?.status();
+        anyhow::ensure!(status.is_success(), "status {status}");
+        Ok(())
+    });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -117,14 +126,10 @@ fn healthcheck(args: &ConfigArgs, url: Option<String>) -> ExitCode {
 }
 
 fn webhook_secret(args: &ConfigArgs) -> ExitCode {
-    let loaded = match load(args) {
+    let loaded = match load_prepared(args) {
         Ok(l) => l,
         Err(code) => return code,
     };
-    if let Err(p) = config::prepare_data_dir(&loaded.config) {
-        eprintln!("{p}");
-        return ExitCode::from(2);
-    }
     match foreman::webhooks::load_or_create_secret(&loaded.config.webhook, &loaded.config.data_dir)
     {
         Ok(secret) => {
@@ -139,36 +144,25 @@ fn webhook_secret(args: &ConfigArgs) -> ExitCode {
 }
 
 fn prune(args: &ConfigArgs, older_than: Option<std::time::Duration>) -> ExitCode {
-    let loaded = match load(args) {
-        Ok(l) => l,
+    let config = match load_prepared(args) {
+        Ok(l) => l.config,
         Err(code) => return code,
     };
-    let config = loaded.config;
-    if let Err(p) = config::prepare_data_dir(&config) {
-        eprintln!("{p}");
-        return ExitCode::from(2);
-    }
     let retention = older_than.unwrap_or(config.retention);
-    let outcome = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .and_then(|rt| {
-            rt.block_on(async {
-                // Safe beside a running daemon: SQLite serialises the writers (busy timeout).
-                let store = foreman::store::Store::open(&config.db_path(), &config.database)?;
-                let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-                let pruned = foreman::prune::prune(
-                    &store,
-                    &config.artifacts_dir(),
-                    foreman::clock::now_ms(),
-                    ms,
-                )
-                .await?;
-                store.close().await?;
-                Ok::<_, anyhow::Error>(pruned)
-            })
-        });
+    let outcome = block_on(async {
+        // Safe beside a running daemon: SQLite serialises the writers (busy timeout).
+        let store = foreman::store::Store::open(&config.db_path(), &config.database)?;
+        let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let pruned = foreman::prune::prune(
+            &store,
+            &config.artifacts_dir(),
+            foreman::clock::now_ms(),
+            ms,
+        )
+        .await?;
+        store.close().await?;
+        Ok::<_, anyhow::Error>(pruned)
+    });
     match outcome {
         Ok(p) => {
             println!(

@@ -629,17 +629,23 @@ async fn show(State(sim): State<Sim>, body: Bytes) -> Response {
     json(StatusCode::OK, &show)
 }
 
-async fn embed(State(sim): State<Sim>, body: Bytes) -> Response {
-    let started = Instant::now();
-    let c = match common(&body) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let Some(spec) = sim.find(&c.name) else {
-        return error(
+/// Decodes an embedding request and finds its model, with the embed routes' 404 wording.
+fn embedding_model(sim: &Sim, body: &[u8]) -> Result<(Common, ModelSpec), Response> {
+    let c = common(body)?;
+    match sim.find(&c.name) {
+        Some(spec) => Ok((c, spec)),
+        None => Err(error(
             StatusCode::NOT_FOUND,
             &format!("model \"{}\" not found, try pulling it first", c.name),
-        );
+        )),
+    }
+}
+
+async fn embed(State(sim): State<Sim>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let (c, spec) = match embedding_model(&sim, &body) {
+        Ok(found) => found,
+        Err(r) => return r,
     };
     let inputs = match c.req.get("input") {
         None | Some(Value::Null) => Vec::new(),
@@ -732,15 +738,9 @@ pub(crate) async fn embed_with(
 
 async fn embeddings_legacy(State(sim): State<Sim>, body: Bytes) -> Response {
     let started = Instant::now();
-    let c = match common(&body) {
-        Ok(c) => c,
+    let (c, spec) = match embedding_model(&sim, &body) {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let Some(spec) = sim.find(&c.name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("model \"{}\" not found, try pulling it first", c.name),
-        );
     };
     let prompt = c
         .req
