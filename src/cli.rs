@@ -29,6 +29,13 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         older_than: Option<std::time::Duration>,
     },
+    /// Consistent online copy of the database and artifacts into a new directory.
+    Backup {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Destination directory (must not exist or be empty).
+        path: std::path::PathBuf,
+    },
     /// Webhook signing.
     #[command(subcommand)]
     Webhook(WebhookCommand),

@@ -16,11 +16,13 @@
 //! - [`worker`]: the one job worker (load, run, assemble, retry); [`interactive`]: the
 //!   passthrough traffic it defers to.
 //! - [`webhooks`]: the durable, signed webhook outbox and its sender.
-//! - [`artifacts`]: result files; [`prune`]: retention of finished jobs and their files.
+//! - [`artifacts`]: result files; [`prune`]: retention of finished jobs and their files;
+//!   [`backup`]: online copies of the data dir.
 //! - [`clock`]: timestamp formatting shared by everything that stores time.
 
 pub mod app;
 pub mod artifacts;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;

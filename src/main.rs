@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Healthcheck { config, url } => healthcheck(&config, url),
         Command::Webhook(WebhookCommand::Secret(args)) => webhook_secret(&args),
         Command::Prune { config, older_than } => prune(&config, older_than),
+        Command::Backup { config, path } => backup(&config, &path),
     }
 }
 
@@ -173,6 +174,28 @@ fn prune(args: &ConfigArgs, older_than: Option<std::time::Duration>) -> ExitCode
         }
         Err(e) => {
             eprintln!("foreman: prune failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn backup(args: &ConfigArgs, dest: &std::path::Path) -> ExitCode {
+    let config = match load(args) {
+        Ok(l) => l.config,
+        Err(code) => return code,
+    };
+    match foreman::backup::backup(&config, dest) {
+        Ok(r) => {
+            println!(
+                "backed up {} and {} artifact files to {}",
+                r.database.display(),
+                r.artifacts,
+                dest.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("foreman: backup failed: {e:#}");
             ExitCode::FAILURE
         }
     }

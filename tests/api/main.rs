@@ -10,6 +10,7 @@ mod upstreams;
 
 mod contracts;
 mod crash;
+mod deploy;
 mod e2e;
 mod health;
 mod jobs;
