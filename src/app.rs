@@ -35,6 +35,7 @@ pub struct AppState {
     /// The job the worker runs now (cancel aborts it).
     pub running: Arc<crate::worker::running::Running>,
     pub signing_key: crate::webhooks::SigningKey,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// Why the daemon could not start or stop cleanly.
@@ -136,6 +137,7 @@ impl App {
             bus: crate::queue::bus::JobBus::default(),
             running: Arc::default(),
             signing_key,
+            metrics: crate::metrics::install(),
         };
         Ok(Self {
             listener,

@@ -131,6 +131,10 @@ pub const SETTINGS: &[Setting] = &[
         "how long the worker defers to in-flight passthrough generations",
     ),
     setting(
+        "metrics.public",
+        "serve /metrics without a token even when api_tokens are set",
+    ),
+    setting(
         "retention",
         "how long finished jobs, their events, deliveries and artifacts are kept",
     ),
@@ -239,6 +243,14 @@ pub struct Config {
     pub artifact_max_bytes: u64,
     pub worker: WorkerConfig,
     pub webhook: WebhookConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus endpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub public: bool,
 }
 
 /// Webhook signing and delivery.
@@ -399,6 +411,7 @@ impl Default for Config {
             artifact_max_bytes: 64 * 1024 * 1024,
             worker: WorkerConfig::default(),
             webhook: WebhookConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -965,7 +978,7 @@ mod tests {
                 "7"
             }
             "retention" => "3d",
-            "worker.enabled" | "worker.unload_on_switch" => "true",
+            "worker.enabled" | "worker.unload_on_switch" | "metrics.public" => "true",
             "worker.scheduler" => "fifo",
             "webhook.secret" => "whsec_c2VjcmV0c2VjcmV0c2VjcmV0",
             "webhook.timeout" => "3s",

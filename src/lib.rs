@@ -16,6 +16,7 @@
 //! - [`worker`]: the one job worker (load, run, assemble, retry); [`interactive`]: the
 //!   passthrough traffic it defers to.
 //! - [`webhooks`]: the durable, signed webhook outbox and its sender.
+//! - [`metrics`]: Prometheus metrics and their names.
 //! - [`artifacts`]: result files; [`prune`]: retention of finished jobs and their files;
 //!   [`backup`]: online copies of the data dir.
 //! - [`clock`]: timestamp formatting shared by everything that stores time.
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod interactive;
+pub mod metrics;
 pub mod prune;
 pub mod queue;
 pub mod shutdown;

@@ -328,7 +328,7 @@ impl Sender {
                     "INSERT INTO webhook_attempts (delivery_id, at, status, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![d.id, now, a.status, a.error, a.took_ms],
                 )?;
-                let (state, next_at) = match a.status {
+                let (state, next_at): (&str, i64) = match a.status {
                     Some(s) if (200..300).contains(&s) => ("delivered", now),
                     Some(410) => ("gone", now),
                     _ => match retry_in {
@@ -341,6 +341,8 @@ impl Sender {
                      WHERE id = ?1",
                     params![d.id, state, attempts, next_at, a.status, a.error],
                 )?;
+                let result = if state == "pending" { "retry" } else { state };
+                metrics::counter!(crate::metrics::WEBHOOK_DELIVERIES, "result" => result).increment(1);
                 if state == "gone" {
                     // 410: the receiver wants nothing more about this job.
                     c.execute(

@@ -20,7 +20,8 @@ pub async fn require_token(
 ) -> Response {
     let tokens = &state.config.api_tokens;
     let path = request.uri().path();
-    if tokens.is_empty() || OPEN_PATHS.contains(&path) {
+    let public_metrics = path == "/metrics" && state.config.metrics.public;
+    if tokens.is_empty() || OPEN_PATHS.contains(&path) || public_metrics {
         return next.run(request).await;
     }
     let presented = request

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod metrics;
 pub mod openapi;
 pub mod proxy;
 pub mod status;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs", axum::routing::post(jobs::submit).get(jobs::list))
         .route("/jobs/{id}", get(jobs::get).delete(jobs::delete))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/metrics", get(metrics::metrics))
         .route("/jobs/{id}/cancel", axum::routing::post(jobs::cancel))
         .route("/jobs/{id}/events", get(jobs::events))
         .route("/jobs/{id}/deliveries", get(jobs::deliveries))

@@ -22,7 +22,8 @@ use utoipa::OpenApi;
         super::jobs::events,
         super::jobs::deliveries,
         super::jobs::artifact,
-        openapi_json
+        openapi_json,
+        super::metrics::metrics
     ),
     components(schemas(foreman_api::jobs::WebhookPayload))
 )]

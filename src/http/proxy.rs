@@ -36,6 +36,18 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 pub async fn forward(State(state): State<AppState>, request: Request) -> Response {
+    let started = std::time::Instant::now();
+    let route = crate::metrics::route_label(request.uri().path());
+    let response = proxy(state, request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(crate::metrics::PASSTHROUGH_REQUESTS, "route" => route, "status" => status)
+        .increment(1);
+    metrics::histogram!(crate::metrics::PASSTHROUGH_TTFB, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn proxy(state: AppState, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let limit = state.config.max_body_bytes;
     let body = match read_body(body, &parts.headers, limit).await {
@@ -70,7 +82,8 @@ pub async fn forward(State(state): State<AppState>, request: Request) -> Respons
         Ok(r) => r,
         Err(failure) => return failure_response(target, &failure),
     };
-    respond(response, target.idle_timeout, interactive)
+    let route = crate::metrics::route_label(parts.uri.path());
+    respond(response, target.idle_timeout, interactive, route)
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, OllamaError> {
@@ -170,7 +183,10 @@ fn respond(
     upstream: reqwest::Response,
     idle: Duration,
     guard: Option<crate::interactive::Guard>,
+    route: &'static str,
 ) -> Response {
+    let started = std::time::Instant::now();
+    let timer = Finished(route, started);
     let status = upstream.status();
     let listed = connection_listed(upstream.headers());
     let mut headers = HeaderMap::with_capacity(upstream.headers().len() + 1);
@@ -187,7 +203,7 @@ fn respond(
     }
     // The guard lives as long as the body stream: dropped when it ends or the client leaves.
     let stream = with_idle_timeout(upstream.bytes_stream(), idle).map(move |chunk| {
-        let _held = &guard;
+        let _held = (&guard, &timer);
         chunk
     });
     let body = Body::from_stream(stream);
@@ -195,6 +211,16 @@ fn respond(
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// Records the whole duration of a passthrough response when its body ends or is dropped.
+struct Finished(&'static str, std::time::Instant);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        metrics::histogram!(crate::metrics::PASSTHROUGH_DURATION, "route" => self.0)
+            .record(self.1.elapsed().as_secs_f64());
+    }
 }
 
 /// NDJSON and SSE answers are streams; so is anything without a length.

@@ -168,11 +168,13 @@ fn run_batch(conn: &Connection, ops: impl Iterator<Item = (Op, tracing::Span)>) 
         }
         return;
     }
+    let started = std::time::Instant::now();
     let finishes: Vec<Finish> = ops.map(|(op, span)| run_op(conn, op, &span)).collect();
     let commit = conn.execute_batch("COMMIT").map_err(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         e.to_string()
     });
+    metrics::histogram!(crate::metrics::SQLITE_WRITE).record(started.elapsed().as_secs_f64());
     for finish in finishes {
         finish(commit.clone().map_err(StoreError::Commit));
     }

@@ -198,6 +198,7 @@ impl Monitor {
 fn apply(v: &mut TargetStatus, observed: Result<Observation, String>) -> bool {
     let before_state = v.state;
     let before_loaded: Vec<String> = v.loaded_models.iter().map(|m| m.name.clone()).collect();
+    let was_up = before_state == TargetState::Up;
     match observed {
         Ok(o) => {
             v.state = TargetState::Up;
@@ -223,7 +224,30 @@ fn apply(v: &mut TargetStatus, observed: Result<Observation, String>) -> bool {
         }
     }
     let after_loaded: Vec<String> = v.loaded_models.iter().map(|m| m.name.clone()).collect();
+    record(v, was_up, &before_loaded, &after_loaded);
     v.state != before_state || before_loaded != after_loaded
+}
+
+/// Target metrics; loads and unloads are seen as changes of the loaded set between two polls
+/// while the target is up (a load and unload between two polls goes unseen).
+fn record(v: &TargetStatus, was_up: bool, before: &[String], after: &[String]) {
+    use crate::metrics as m;
+    let up = v.state == TargetState::Up;
+    metrics::gauge!(m::TARGET_UP).set(if up { 1.0 } else { 0.0 });
+    metrics::gauge!(m::TARGET_VRAM).set(v.vram_used_bytes as f64);
+    if up != was_up {
+        metrics::counter!(m::TARGET_STATE_CHANGES, "to" => if up { "up" } else { "down" })
+            .increment(1);
+    }
+    if !(up && was_up) {
+        return;
+    }
+    for model in after.iter().filter(|n| !before.contains(n)) {
+        metrics::counter!(m::MODEL_LOADS, "model" => model.clone()).increment(1);
+    }
+    for model in before.iter().filter(|n| !after.contains(n)) {
+        metrics::counter!(m::MODEL_UNLOADS, "model" => model.clone()).increment(1);
+    }
 }
 
 fn loaded_models(ps: &Value) -> Vec<LoadedModel> {

@@ -293,6 +293,24 @@ impl Worker {
     /// The `loading` phase: the load idiom of the job's kind, with the drained keep_alive and the
     /// reload-forcing options, so the runner matches what the job needs. ~ms when resident.
     async fn ensure_loaded(&self, job: &Job) -> Result<(), Failure> {
+        let started = Instant::now();
+        let model = queue::canonical_model(&job.model);
+        let resident = self
+            .state
+            .monitor
+            .status()
+            .loaded_models
+            .iter()
+            .any(|m| m.name == model);
+        self.load_step(job).await?;
+        if !resident {
+            metrics::histogram!(crate::metrics::MODEL_LOAD_SECONDS, "model" => model)
+                .record(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn load_step(&self, job: &Job) -> Result<(), Failure> {
         let keep_alive = format!("{}s", self.state.config.worker.keep_alive.as_secs());
         let mut body = json!({"model": job.model, "keep_alive": keep_alive});
         if let Some(options) = job.request.get("options").and_then(Value::as_object) {
@@ -461,11 +479,15 @@ impl Worker {
             ),
         };
         let id = job.id.clone();
+        let usage = change.usage.clone();
         self.state
             .store
             .write(move |c| queue::transition(c, &id, to, now_ms(), &change))
             .await
-            .inspect(|state| self.state.bus.publish(&job.id, *state))
+            .inspect(|state| {
+                self.state.bus.publish(&job.id, *state);
+                record_settled(job, *state, usage.as_ref());
+            })
     }
 }
 
@@ -500,6 +522,15 @@ impl Worker {
             times.1.unwrap_or(times.0),
             times.2.unwrap_or(times.0),
         );
+        let model = job.model.clone();
+        for (phase, ms) in [
+            ("queue", loading - created),
+            ("load", working - loading),
+            ("work", now_ms() - working),
+        ] {
+            metrics::histogram!(crate::metrics::JOB_PHASE, "phase" => phase, "model" => model.clone())
+                .record(ms.max(0) as f64 / 1000.0);
+        }
         let contents = json!({
             "job_id": job.id, "kind": job.kind, "model": job.model, "result": value,
             "timings_ms": {"queued": loading - created, "loading": working - loading, "working": now_ms() - working}
@@ -521,6 +552,26 @@ impl Worker {
                 .map_err(|e| Failure::Retryable(e.to_string()))?
                 .map_err(|e| Failure::Retryable(format!("cannot write artifact: {e}")))?;
         Ok((value, stored))
+    }
+}
+
+/// Counters of a settled attempt.
+fn record_settled(job: &Job, state: JobState, usage: Option<&foreman_api::jobs::Usage>) {
+    if !state.is_terminal() {
+        return;
+    }
+    let model = job.model.clone();
+    metrics::counter!(crate::metrics::JOBS_FINISHED, "state" => state.as_str(), "model" => model.clone()).increment(1);
+    let Some(u) = usage else { return };
+    if let Some(n) = u.completion_tokens {
+        metrics::counter!(crate::metrics::TOKENS_GENERATED, "model" => model.clone()).increment(n);
+    }
+    if let Some(n) = u.prompt_tokens {
+        metrics::counter!(crate::metrics::PROMPT_TOKENS, "model" => model.clone()).increment(n);
+    }
+    if let (Some(n), Some(total)) = (u.completion_tokens, u.total_ms.filter(|t| *t > 0)) {
+        metrics::gauge!(crate::metrics::TOKENS_PER_SECOND, "model" => model)
+            .set(n as f64 * 1000.0 / total as f64);
     }
 }
 

@@ -59,6 +59,7 @@ async fn openapi_document_covers_every_foreman_route() {
         ("/readyz", &["get"]),
         ("/status", &["get"]),
         ("/openapi.json", &["get"]),
+        ("/metrics", &["get"]),
         ("/jobs", &["get", "post"]),
         ("/jobs/{id}", &["get", "delete"]),
         ("/jobs/{id}/cancel", &["post"]),

@@ -14,5 +14,6 @@ mod deploy;
 mod e2e;
 mod health;
 mod jobs;
+mod metrics;
 mod passthrough;
 mod webhooks;

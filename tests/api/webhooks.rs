@@ -143,17 +143,26 @@ async fn every_state_change_is_delivered_signed_and_in_order() {
     assert!(got[3].body["data"]["result"]["message"]["content"].is_string());
     let ids: std::collections::HashSet<&str> = got.iter().map(|g| g.id.as_str()).collect();
     assert_eq!(ids.len(), 4, "one webhook-id per event");
-    let deliveries: Value = app
-        .get(&format!("/jobs/{id}/deliveries"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let list = deliveries["deliveries"].as_array().unwrap();
+    // The receiver answers before foreman records the outcome: wait for the record.
+    let mut list = Vec::new();
+    for _ in 0..500 {
+        let deliveries: Value = app
+            .get(&format!("/jobs/{id}/deliveries"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        list = deliveries["deliveries"].as_array().unwrap().clone();
+        if list.iter().all(|d| d["state"] == "delivered") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(list.len(), 4);
     assert!(
         list.iter()
-            .all(|d| d["state"] == "delivered" && d["attempts"] == 1)
+            .all(|d| d["state"] == "delivered" && d["attempts"] == 1),
+        "{list:?}"
     );
     app.shutdown().await.unwrap();
     sim.shutdown().await;

@@ -1,0 +1,171 @@
+//! `/metrics` after a scripted workload: values asserted through a Prometheus text parser, and
+//! the Grafana dashboard references only metrics that exist.
+
+use std::time::Duration;
+
+use foreman::worker::{Outcome, Worker};
+use ollama_sim::ModelSpec;
+use serde_json::json;
+
+use crate::helpers::{spawn_proxy, spawn_sim};
+
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+#[tokio::test]
+async fn metrics_reflect_a_scripted_workload() {
+    let sim = spawn_sim(|c| {
+        c.models.push(ModelSpec::chat(
+            "metrics-probe",
+            1_000_000_000,
+            Duration::from_secs(5),
+        ))
+    })
+    .await;
+    let app = spawn_proxy(&sim.url(), |c| c.worker.enabled = false).await;
+    app.state.monitor.poll_once().await;
+    for i in 0..3 {
+        let body = json!({"request": {"model": "metrics-probe", "prompt": format!("p{i}"), "options": {"num_predict": 4}}});
+        assert_eq!(
+            app.client
+                .post(app.url("/jobs"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            202
+        );
+    }
+    let mut worker = Worker::new(app.state.clone());
+    while worker.try_run_once().await.unwrap() != Outcome::Idle {}
+    app.state.monitor.poll_once().await;
+    assert_eq!(app.get("/api/tags").await.status(), 200);
+
+    let r = app.get("/metrics").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let model = [("model", "metrics-probe")];
+    assert_eq!(
+        value(
+            &scrape,
+            "foreman_jobs_finished_total",
+            &[("state", "done"), model[0]]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(&scrape, "foreman_tokens_generated_total", &model),
+        Some(12.0)
+    );
+    assert!(value(&scrape, "foreman_prompt_tokens_total", &model).unwrap() > 0.0);
+    assert_eq!(
+        value(
+            &scrape,
+            "foreman_model_loads_total",
+            &[("model", "metrics-probe:latest")]
+        ),
+        Some(1.0)
+    );
+    // Gauges are process-wide; another test's scrape may set them concurrently: presence only.
+    assert!(value(&scrape, "foreman_jobs", &[("state", "done")]).is_some());
+    assert!(
+        value(
+            &scrape,
+            "foreman_passthrough_requests_total",
+            &[("route", "/api/tags"), ("status", "200")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    let phases = scrape
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == "foreman_job_phase_seconds"
+                && s.labels.get("model") == Some("metrics-probe")
+        })
+        .filter_map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(buckets) => buckets.last().map(|b| b.count),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        phases,
+        [3.0, 3.0, 3.0],
+        "queue, load and work observed per job"
+    );
+    assert!(text.contains("foreman_sqlite_write_seconds_bucket"));
+    assert!(!text.contains(&app.state.config.data_dir.display().to_string()));
+    app.shutdown().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_need_a_token_unless_public() {
+    let token = || vec![foreman::config::Secret::new("t")];
+    let app = spawn_proxy("http://127.0.0.1:9", |c| c.api_tokens = token()).await;
+    assert_eq!(app.get("/metrics").await.status(), 401);
+    app.shutdown().await.unwrap();
+    let app = spawn_proxy("http://127.0.0.1:9", |c| {
+        c.api_tokens = token();
+        c.metrics.public = true;
+    })
+    .await;
+    assert_eq!(app.get("/metrics").await.status(), 200);
+    assert_eq!(app.get("/status").await.status(), 401);
+    app.shutdown().await.unwrap();
+}
+
+#[test]
+fn the_dashboard_uses_only_metrics_that_exist() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/foreman.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let re = regex::Regex::new(r"foreman_[a-z_]+").unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            for m in re.find_iter(target["expr"].as_str().unwrap()) {
+                let name = m.as_str();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(name);
+                assert!(
+                    foreman::metrics::ALL.contains(&base),
+                    "dashboard uses unknown metric {name}"
+                );
+                used.insert(base.to_string());
+            }
+        }
+    }
+    for wanted in [
+        "foreman_jobs_queued",
+        "foreman_jobs_finished_total",
+        "foreman_model_loads_total",
+        "foreman_model_load_seconds",
+        "foreman_job_phase_seconds",
+        "foreman_target_up",
+        "foreman_webhook_pending",
+    ] {
+        assert!(used.contains(wanted), "dashboard lacks {wanted}");
+    }
+}
