@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -37,8 +38,22 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // Body-limit and read failures get foreman's structured error, not axum's plain text.
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "request body exceeds the limit of {} bytes",
+                state.config.max_body_bytes
+            ))
+        } else {
+            ApiError::bad_request(format!(
+                "cannot read request body: {}",
+                rejection.body_text()
+            ))
+        }
+    })?;
     let idempotency = idempotency_key(&headers)?;
     let submit: SubmitJob = parse(&body)?;
     let (kind, model) = validate(&submit)?;

@@ -13,6 +13,7 @@ mod crash;
 mod deploy;
 mod e2e;
 mod health;
+mod hostile;
 mod jobs;
 mod metrics;
 mod passthrough;

@@ -1,0 +1,120 @@
+//! Hostile input and auth coverage: clear 4xx, no 5xx, nothing stored; every route but health
+//! needs a token when tokens are configured (routes enumerated from the OpenAPI document, which a
+//! contract test keeps complete, plus the proxied namespaces).
+
+use serde_json::Value;
+use utoipa::OpenApi;
+
+use crate::helpers::spawn_proxy;
+
+async fn jobs_stored(app: &crate::helpers::TestApp) -> i64 {
+    app.state
+        .store
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))?))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn hostile_job_bodies_get_4xx_and_store_nothing() {
+    let app = spawn_proxy("http://127.0.0.1:9", |c| c.worker.enabled = false).await;
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let nested = format!(r#"{{"request": {{"model": "m", "prompt": "x", "options": {deep}}}}}"#);
+    let bodies: Vec<Vec<u8>> = vec![
+        deep.into_bytes(),
+        nested.into_bytes(),
+        b"{\"request\": {\"model\": \"\xff\xfe\", \"prompt\": \"x\"}}".to_vec(),
+        b"\x00\x01\x02".to_vec(),
+        b"{\"request\": {\"model\": \"m\", \"prompt\": \"x\"}".to_vec(),
+        vec![b'x'; 17 * 1024 * 1024],
+    ];
+    for body in bodies {
+        let len = body.len();
+        let r = app
+            .client
+            .post(app.url("/jobs"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert!((400..500).contains(&status), "{len} bytes → {status}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"]["message"].is_string());
+    }
+    assert_eq!(jobs_stored(&app).await, 0);
+    // The daemon is still fine.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn huge_headers_and_odd_paths_do_not_break_the_server() {
+    let app = spawn_proxy("http://127.0.0.1:9", |c| c.worker.enabled = false).await;
+    let r = app
+        .client
+        .get(app.url("/status"))
+        .header("x-huge", "a".repeat(200 * 1024))
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert!(
+            r.status().is_client_error() || r.status().is_success(),
+            "{}",
+            r.status()
+        );
+    }
+    for path in [
+        "/jobs/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/jobs/../../etc/passwd/artifact",
+        "/jobs/%00/events",
+        "/jobs/0190b5a4-0000-7000-8000-000000000000/artifact",
+    ] {
+        let status = app.get(path).await.status().as_u16();
+        assert!((400..500).contains(&status), "{path} → {status}");
+    }
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_tokens_every_route_but_health_answers_401() {
+    let app = spawn_proxy("http://127.0.0.1:9", |c| {
+        c.worker.enabled = false;
+        c.api_tokens = vec![foreman::config::Secret::new("s3cret")];
+    })
+    .await;
+    let doc = serde_json::to_value(foreman::http::openapi::ApiDoc::openapi()).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{id}", "0190b5a4-0000-7000-8000-000000000000");
+        for method in item.as_object().unwrap().keys() {
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let status = app
+                .client
+                .request(method.clone(), app.url(&concrete))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            let open = foreman::http::auth::OPEN_PATHS.contains(&path.as_str());
+            if open {
+                assert_ne!(status, 401, "{method} {path} must stay open");
+            } else {
+                assert_eq!(status, 401, "{method} {path}");
+            }
+            checked += 1;
+        }
+    }
+    for path in [
+        "/",
+        "/api/tags",
+        "/api/chat",
+        "/v1/models",
+        "/v1/chat/completions",
+    ] {
+        assert_eq!(app.get(path).await.status(), 401, "{path}");
+    }
+    assert!(checked >= 13, "{checked}");
+    app.shutdown().await.unwrap();
+}
