@@ -348,11 +348,13 @@ pub fn queued_total(conn: &Connection) -> Result<i64> {
     )
 }
 
-/// Earliest time a queued job in backoff becomes eligible, if any is waiting.
-pub fn next_eligible_at(conn: &Connection, now_ms: i64) -> Result<Option<i64>> {
+/// Earliest `not_before` among queued jobs (`None` when nothing is queued). Called when a claim
+/// found nothing: every queued job is in retry backoff, or one just became eligible after the
+/// claim looked (then the answer lies in the past and the worker retries at once).
+pub fn next_eligible_at(conn: &Connection) -> Result<Option<i64>> {
     Ok(conn.query_row(
-        "SELECT min(not_before) FROM jobs WHERE state = 'queued' AND not_before > ?1",
-        [now_ms],
+        "SELECT min(not_before) FROM jobs WHERE state = 'queued'",
+        [],
         |r| r.get(0),
     )?)
 }

@@ -151,12 +151,7 @@ impl Worker {
             return Ok(Outcome::Waiting(Wait::TargetDown));
         }
         let Some(job) = self.claim().await? else {
-            let now = now_ms();
-            let next = self
-                .state
-                .store
-                .read(move |c| queue::next_eligible_at(c, now))
-                .await?;
+            let next = self.state.store.read(queue::next_eligible_at).await?;
             self.set_status(None);
             return Ok(match next {
                 Some(at) => Outcome::Waiting(Wait::Backoff(at)),

@@ -101,16 +101,17 @@ async fn backup_while_serving_then_restore_keeps_jobs_and_artifacts() {
         .as_str()
         .unwrap()
         .to_string();
-    crate::helpers::eventually("done", || {
-        app.state
-            .config
-            .artifacts_dir()
-            .read_dir()
-            .is_ok_and(|mut d| d.next().is_some())
-    })
-    .await;
+    // The artifact file is written just before `done` commits: wait for the job itself.
+    for _ in 0..1000 {
+        let v: Value = app.get(&format!("/jobs/{id}")).await.json().await.unwrap();
+        if v["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let data = app.dir.path().join("data");
-    let dest = tempfile::tempdir().unwrap().path().join("backup");
+    let backups = tempfile::tempdir().unwrap();
+    let dest = backups.path().join("backup");
     // While the daemon serves.
     let out = Command::new(foreman_bin())
         .args(["backup", "--data-dir"])
