@@ -945,3 +945,27 @@ async fn zero_delay_mode_serves_a_thousand_concurrent_streams() {
     assert_eq!(sim.stats().requests["llama3.2:latest"], 1000);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn slow_first_token_delays_only_the_first_line() {
+    // 0.01 real s per simulated s: a 20 s (simulated) first-token delay is 200 ms of wall time.
+    let sim = sim_with(|c| c.time_scale = 0.01).await;
+    let chat = r#"{"model":"llama3.2","messages":[{"role":"user","content":"x"}],"options":{"num_predict":3}}"#;
+    post(&sim, "/api/chat", chat).await.text().await.unwrap(); // load the model first
+    sim.fault(FaultRule::once(FaultKind::SlowFirstToken {
+        delay_ms: 20_000,
+    }));
+    let started = std::time::Instant::now();
+    let body = post(&sim, "/api/chat", chat).await.text().await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    let done = lines(&body).pop().unwrap();
+    assert!(
+        done["total_duration"].as_u64().unwrap() >= 20_000_000_000,
+        "reported in simulated time"
+    );
+    sim.shutdown().await;
+}
