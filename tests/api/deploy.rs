@@ -102,13 +102,7 @@ async fn backup_while_serving_then_restore_keeps_jobs_and_artifacts() {
         .unwrap()
         .to_string();
     // The artifact file is written just before `done` commits: wait for the job itself.
-    for _ in 0..1000 {
-        let v: Value = app.get(&format!("/jobs/{id}")).await.json().await.unwrap();
-        if v["state"] == "done" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    app.wait_for_state(&id, &["done"]).await;
     let data = app.dir.path().join("data");
     let backups = tempfile::tempdir().unwrap();
     let dest = backups.path().join("backup");

@@ -81,6 +81,20 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// Polls the job view (every 5 ms, up to 10 s) until its state is one of `states`; returns
+    /// the last view either way, so the caller's assertion reports what it saw.
+    pub async fn wait_for_state(&self, id: &str, states: &[&str]) -> serde_json::Value {
+        let mut view = serde_json::Value::Null;
+        for _ in 0..2000 {
+            view = self.get(&format!("/jobs/{id}")).await.json().await.unwrap();
+            if states.iter().any(|s| view["state"] == *s) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        view
+    }
+
     /// Triggers shutdown and waits for `run` to return.
     pub async fn shutdown(mut self) -> Result<(), foreman::app::AppError> {
         self.stop_and_wait().await

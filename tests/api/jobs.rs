@@ -79,14 +79,7 @@ async fn a_job_runs_through_every_state_and_stores_its_result() {
     assert_eq!(v["state"], "queued");
     assert_eq!(v["kind"], "chat");
     assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 7);
-    let mut done = Value::Null;
-    for _ in 0..1000 {
-        done = job(&app, &id).await;
-        if done["state"] == "done" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let done = app.wait_for_state(&id, &["done"]).await;
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["attempts"], 1);
     assert_eq!(done["result"]["message"]["role"], "assistant");
@@ -277,14 +270,7 @@ async fn an_asleep_target_delays_jobs_but_fails_none() {
     .await;
     for id in &ids {
         let app = &app;
-        let mut state = Value::Null;
-        for _ in 0..2000 {
-            state = job(app, id).await["state"].clone();
-            if state == "done" || state == "failed" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let state = app.wait_for_state(id, &["done", "failed"]).await["state"].clone();
         assert_eq!(state, "done", "{id}");
         assert_eq!(
             job(app, id).await["attempts"],
@@ -593,14 +579,7 @@ async fn cancel_a_working_job_aborts_the_upstream_request() {
     let app = spawn_proxy(&sim.url(), |_| {}).await;
     let long = json!({"request": {"model": "llama3.2", "messages": [{"role": "user", "content": "x"}], "options": {"num_predict": 100000}}});
     let id = submit_ok(&app, long).await;
-    let mut state = Value::Null;
-    for _ in 0..1000 {
-        state = job(&app, &id).await["state"].clone();
-        if state == "working" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let state = app.wait_for_state(&id, &["working"]).await["state"].clone();
     assert_eq!(state, "working");
     let r = app
         .client

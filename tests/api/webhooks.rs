@@ -226,19 +226,7 @@ async fn gone_410_stops_deliveries_for_the_job() {
         .as_str()
         .unwrap()
         .to_string();
-    for _ in 0..400 {
-        if app
-            .get(&format!("/jobs/{id}"))
-            .await
-            .json::<Value>()
-            .await
-            .unwrap()["state"]
-            == "done"
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    app.wait_for_state(&id, &["done"]).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(hook.got.lock().unwrap().len(), 1, "nothing after 410");
     let deliveries: Value = app
