@@ -168,6 +168,8 @@ impl App {
             state,
             _lock,
         } = self;
+        // Logged as bound (port 0 in tests resolves here), not as configured.
+        let listener_addr = listener.local_addr().unwrap_or(state.config.listen);
         let deadline = state.config.shutdown_timeout;
         let router = crate::http::router(state.clone());
         let stop_accepting = tokio_util::sync::CancellationToken::new();
@@ -178,8 +180,8 @@ impl App {
         });
         let serve = axum::serve(listener, router)
             .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+        let addr = listener_addr;
         let mut server = tokio::spawn(async move { serve.await });
-        let addr = self_addr(&state);
         tracing::info!(%addr, target = %state.config.target.url, "foreman serving");
         warn_if_exposed(&state.config);
         let monitor = state.monitor.clone();
@@ -249,10 +251,6 @@ async fn retention(state: AppState) {
             () = state.tasks.token.cancelled() => return,
         }
     }
-}
-
-fn self_addr(state: &AppState) -> SocketAddr {
-    state.config.listen
 }
 
 /// Listening beyond loopback without tokens exposes the target to the network.

@@ -653,9 +653,7 @@ pub fn load_with(
         .merge(EnvLayer(env_dict))
         .merge(Flags::from_overrides(overrides));
 
-    let config: Config = figment
-        .extract()
-        .map_err(|e| ConfigError(problems(e, overrides)))?;
+    let config: Config = figment.extract().map_err(|e| ConfigError(problems(e)))?;
     Ok(Loaded {
         config,
         file,
@@ -714,7 +712,7 @@ fn insert_dotted(root: &mut Dict, key: &str, value: Value) {
     }
 }
 
-fn problems(err: figment::Error, overrides: &Overrides) -> Vec<ConfigProblem> {
+fn problems(err: figment::Error) -> Vec<ConfigProblem> {
     err.into_iter()
         .map(|e| {
             let mut path = e.path.clone();
@@ -725,7 +723,7 @@ fn problems(err: figment::Error, overrides: &Overrides) -> Vec<ConfigProblem> {
                 path.push(field.clone());
             }
             let key = path.join(".");
-            let origin = describe_source(e.metadata.as_ref(), &key, overrides);
+            let origin = describe_source(e.metadata.as_ref(), &key);
             ConfigProblem {
                 key,
                 origin,
@@ -750,7 +748,7 @@ fn one_line(message: &str) -> String {
     }
 }
 
-fn describe_source(meta: Option<&Metadata>, key: &str, _overrides: &Overrides) -> String {
+fn describe_source(meta: Option<&Metadata>, key: &str) -> String {
     let Some(meta) = meta else {
         return "configuration".into();
     };

@@ -35,6 +35,14 @@ async fn post(sim: &SimServer, path: &str, body: &str) -> reqwest::Response {
         .unwrap()
 }
 
+async fn get(sim: &SimServer, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", sim.url()))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn lines(body: &str) -> Vec<Value> {
     assert!(body.ends_with('\n'), "NDJSON ends with a newline: {body:?}");
     body.lines()
@@ -72,18 +80,10 @@ async fn root_and_head_answer_ollama_is_running() {
 #[tokio::test]
 async fn unknown_path_is_404_and_wrong_method_405() {
     let sim = sim().await;
-    let r = client()
-        .get(format!("{}/api/nope", sim.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&sim, "/api/nope").await;
     assert_eq!(r.status(), 404);
     assert_eq!(r.text().await.unwrap(), "404 page not found");
-    let r = client()
-        .get(format!("{}/api/chat", sim.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&sim, "/api/chat").await;
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "POST");
     assert_eq!(r.text().await.unwrap(), "405 method not allowed");
@@ -93,11 +93,7 @@ async fn unknown_path_is_404_and_wrong_method_405() {
 #[tokio::test]
 async fn version_is_exact_json_without_newline() {
     let sim = sim().await;
-    let r = client()
-        .get(format!("{}/api/version", sim.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&sim, "/api/version").await;
     assert_eq!(
         r.headers()["content-type"],
         "application/json; charset=utf-8"
@@ -261,14 +257,7 @@ async fn load_and_unload_idioms_answer_one_object() {
         ["model", "created_at", "message", "done", "done_reason"]
     );
     assert_eq!(v["done_reason"], "load");
-    let ps: Value = client()
-        .get(format!("{}/api/ps", sim.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ps: Value = get(&sim, "/api/ps").await.json().await.unwrap();
     assert_eq!(ps["models"][0]["name"], "llama3.2:latest");
     assert_eq!(
         keys(&ps["models"][0]),
@@ -294,14 +283,7 @@ async fn load_and_unload_idioms_answer_one_object() {
     .unwrap();
     assert_eq!(v["done_reason"], "unload");
     assert_eq!(v["response"], "");
-    let ps: Value = client()
-        .get(format!("{}/api/ps", sim.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ps: Value = get(&sim, "/api/ps").await.json().await.unwrap();
     assert_eq!(ps["models"], json!([]));
     assert_eq!(sim.stats().unloads["llama3.2:latest"], 1);
     sim.shutdown().await;
@@ -567,14 +549,7 @@ async fn openai_chat_streams_sse_with_finish_usage_and_done() {
 #[tokio::test]
 async fn openai_models_and_embeddings() {
     let sim = sim().await;
-    let v: Value = client()
-        .get(format!("{}/v1/models", sim.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get(&sim, "/v1/models").await.json().await.unwrap();
     assert_eq!(v["object"], "list");
     assert_eq!(v["data"][0]["object"], "model");
     let v: Value = post(
@@ -607,14 +582,7 @@ async fn pull_streams_progress_and_reports_unknown_models_in_band() {
         ls[1].get("completed").is_none(),
         "completed omitted while 0"
     );
-    let tags: Value = client()
-        .get(format!("{}/api/tags", sim.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tags: Value = get(&sim, "/api/tags").await.json().await.unwrap();
     assert!(
         tags["models"]
             .as_array()
@@ -897,14 +865,7 @@ async fn stats_endpoint_reports_loads_and_served_log() {
         r#"{"model":"llama3.2","prompt":"p","stream":false}"#,
     )
     .await;
-    let v: Value = client()
-        .get(format!("{}/_sim/stats", sim.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get(&sim, "/_sim/stats").await.json().await.unwrap();
     assert_eq!(v["loads"]["llama3.2:latest"], 1);
     assert_eq!(v["served"], json!(["llama3.2:latest"]));
     assert_eq!(v["loaded"], json!(["llama3.2:latest"]));
