@@ -19,6 +19,8 @@
 //! - [`metrics`]: Prometheus metrics and their names.
 //! - [`artifacts`]: result files; [`prune`]: retention of finished jobs and their files;
 //!   [`backup`]: online copies of the data dir.
+//! - [`ops`]: the operator commands (`foreman jobs …`, `foreman status`) that talk to a running
+//!   daemon through `foreman-client`.
 //! - [`clock`]: timestamp formatting shared by everything that stores time.
 
 pub mod app;
@@ -30,6 +32,7 @@ pub mod config;
 pub mod http;
 pub mod interactive;
 pub mod metrics;
+pub mod ops;
 pub mod prune;
 pub mod queue;
 pub mod shutdown;

@@ -19,6 +19,8 @@ fn main() -> ExitCode {
         Command::Webhook(WebhookCommand::Secret(args)) => webhook_secret(&args),
         Command::Prune { config, older_than } => prune(&config, older_than),
         Command::Backup { config, path } => backup(&config, &path),
+        Command::Jobs { remote, command } => foreman::ops::jobs(&remote, command),
+        Command::Status(remote) => foreman::ops::status(&remote),
     }
 }
 

@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use foreman_api::jobs::JobState;
-use hmac::{Hmac, Mac};
+use foreman_client::webhook::Secret;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
-use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{ms_to_rfc3339, now_ms};
@@ -105,41 +104,22 @@ pub fn outbox(conn: &Connection, id: &str, state: JobState, now: i64) -> Result<
     Ok(())
 }
 
-/// The signing key (the bytes behind `whsec_…`).
-#[derive(Clone)]
-pub struct SigningKey(Arc<Vec<u8>>);
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SigningKey(<redacted>)")
-    }
-}
+/// The signing key (the bytes behind `whsec_…`); the HMAC itself is the client crate's, so
+/// the daemon signs exactly what `foreman_client::verify_webhook` checks.
+#[derive(Clone, Debug)]
+pub struct SigningKey(Arc<Secret>);
 
 impl SigningKey {
     /// Parses `whsec_<base64>`.
     pub fn from_secret(secret: &str) -> std::result::Result<Self, String> {
-        let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
-        let bytes = B64
-            .decode(b64)
-            .map_err(|e| format!("webhook secret is not whsec_<base64>: {e}"))?;
-        if bytes.len() < 16 {
-            return Err("webhook secret must hold at least 16 bytes".into());
-        }
-        Ok(Self(Arc::new(bytes)))
+        Secret::parse(secret)
+            .map(|s| Self(Arc::new(s)))
+            .map_err(|e| e.to_string())
     }
 
     /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {
-            Ok(m) => m,
-            Err(_) => unreachable!("HMAC takes keys of any length"),
-        };
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+        foreman_client::webhook::sign(&self.0, id, timestamp, body)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The SQLite store: one writer thread, a small pool of read connections, embedded migrations.
 //!
 //! # Design (ADR 0003)
-//! - [`writer`]: a dedicated `std::thread` owns the only write connection. Callers send closures
+//! - `writer`: a dedicated `std::thread` owns the only write connection. Callers send closures
 //!   over a bounded channel; the thread groups whatever is waiting into one transaction (group
 //!   commit), runs each closure inside its own savepoint, commits, and only then replies. A
 //!   failing closure rolls back its savepoint alone; a failing commit fails the whole batch.

@@ -8,6 +8,8 @@ mod helpers;
 
 mod upstreams;
 
+mod cli;
+mod client;
 mod contracts;
 mod crash;
 mod deploy;

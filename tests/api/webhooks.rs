@@ -23,6 +23,8 @@ struct Received {
     body: Value,
     status: u16,
     signature_ok: bool,
+    /// What the client crate's `verify_webhook` says about the same delivery.
+    client_helper_ok: bool,
 }
 
 /// A receiver answering the statuses of `plan` in turn (then 200), recording every request.
@@ -74,6 +76,7 @@ async fn receiver_on(listener: tokio::net::TcpListener, plan: Vec<u16>) -> Recei
                 body: serde_json::from_slice(&body).unwrap(),
                 status,
                 signature_ok: verify(&headers, &body),
+                client_helper_ok: foreman_client::verify_webhook(SECRET, &headers, &body).is_ok(),
             });
             StatusCode::from_u16(status).unwrap()
         }
@@ -138,6 +141,10 @@ async fn every_state_change_is_delivered_signed_and_in_order() {
         ["job.queued", "job.loading", "job.working", "job.done"]
     );
     assert!(got.iter().all(|g| g.signature_ok), "signatures verify");
+    assert!(
+        got.iter().all(|g| g.client_helper_ok),
+        "foreman_client::verify_webhook accepts every real delivery"
+    );
     assert!(got.iter().all(|g| g.body["data"]["id"] == id.as_str()));
     assert_eq!(got[3].body["data"]["state"], "done");
     assert!(got[3].body["data"]["result"]["message"]["content"].is_string());
