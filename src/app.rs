@@ -25,6 +25,8 @@ pub struct AppState {
     /// The pooled client for the target, shared by passthrough and the worker.
     pub target: Target,
     pub monitor: Arc<Monitor>,
+    /// Host figures and the availability gate (`host_metrics`).
+    pub host: Arc<crate::host::HostMonitor>,
     /// Passthrough generations in flight (the worker defers to them).
     pub interactive: Arc<crate::interactive::Interactive>,
     /// Wakes the worker when a job is queued.
@@ -76,6 +78,12 @@ pub struct App {
 impl App {
     /// Prepares the data dir, takes the lock, opens the database and binds the listener.
     pub async fn build(config: Config) -> Result<Self, AppError> {
+        let probes = crate::host::Probes::host(&config.host_metrics);
+        Self::build_with(config, probes).await
+    }
+
+    /// [`App::build`] with the host probes given (tests inject readings).
+    pub async fn build_with(config: Config, probes: crate::host::Probes) -> Result<Self, AppError> {
         config::prepare_data_dir(&config)?;
         let lock = take_lock(&config)?;
         let path = config.db_path();
@@ -125,8 +133,14 @@ impl App {
             config.target.poll_interval,
             config.target.history_limit,
         ));
+        let host = Arc::new(crate::host::HostMonitor::new(
+            config.host_metrics.clone(),
+            probes,
+            store.clone(),
+        ));
         let state = AppState {
             config: Arc::new(config),
+            host,
             store,
             tasks: Tasks::default(),
             target,
@@ -197,6 +211,12 @@ impl App {
             .tasks
             .spawn("webhook-sender", sender.run(state.tasks.token.clone()));
         state.tasks.spawn("retention", retention(state.clone()));
+        if state.host.enabled() {
+            let host = state.host.clone();
+            state
+                .tasks
+                .spawn("host-metrics", host.run(state.tasks.token.clone()));
+        }
         if state.config.worker.enabled {
             let worker = crate::worker::Worker::new(state.clone());
             state

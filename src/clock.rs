@@ -25,3 +25,9 @@ pub fn ms_to_rfc3339(ms: i64) -> String {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     format_rfc3339(t)
 }
+
+/// Milliseconds since the epoch of an RFC 3339 time; `None` when it is not one.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}

@@ -135,6 +135,38 @@ pub const SETTINGS: &[Setting] = &[
         "serve /metrics without a token even when api_tokens are set",
     ),
     setting(
+        "host_metrics.enabled",
+        "collect CPU, memory, temperature and GPU figures of this machine (run foreman on the target's host)",
+    ),
+    setting(
+        "host_metrics.interval",
+        "how often host figures are collected",
+    ),
+    setting(
+        "host_metrics.history_limit",
+        "how many host snapshots are kept for /status/history",
+    ),
+    setting(
+        "host_metrics.nvidia_smi",
+        "nvidia-smi command used when NVML is unavailable (empty: do not try)",
+    ),
+    setting(
+        "host_metrics.gpu_timeout",
+        "longest a GPU query may take before it is given up",
+    ),
+    setting(
+        "host_metrics.max_memory_percent",
+        "availability gate: the worker pauses above this memory use",
+    ),
+    setting(
+        "host_metrics.max_temperature_c",
+        "availability gate: the worker pauses above this CPU temperature",
+    ),
+    setting(
+        "host_metrics.resume_margin",
+        "hysteresis: the worker resumes once figures are this far below their limits",
+    ),
+    setting(
         "retention",
         "how long finished jobs, their events, deliveries and artifacts are kept",
     ),
@@ -244,6 +276,40 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub webhook: WebhookConfig,
     pub metrics: MetricsConfig,
+    pub host_metrics: HostMetricsConfig,
+}
+
+/// Host figures and the availability gate (off by default: only meaningful when foreman runs
+/// on the target's machine).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostMetricsConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub history_limit: u32,
+    pub nvidia_smi: String,
+    #[serde(with = "humantime_serde")]
+    pub gpu_timeout: Duration,
+    pub max_memory_percent: f64,
+    pub max_temperature_c: f64,
+    pub resume_margin: f64,
+}
+
+impl Default for HostMetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: Duration::from_secs(15),
+            // A day at the default interval.
+            history_limit: 5760,
+            nvidia_smi: "nvidia-smi".into(),
+            gpu_timeout: Duration::from_secs(5),
+            max_memory_percent: 90.0,
+            max_temperature_c: 75.0,
+            resume_margin: 5.0,
+        }
+    }
 }
 
 /// Prometheus endpoint.
@@ -412,6 +478,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             webhook: WebhookConfig::default(),
             metrics: MetricsConfig::default(),
+            host_metrics: HostMetricsConfig::default(),
         }
     }
 }
@@ -987,6 +1054,13 @@ mod tests {
             | "worker.retry_base"
             | "worker.run_timeout"
             | "worker.interactive_grace" => "1m",
+            "host_metrics.enabled" => "true",
+            "host_metrics.interval" | "host_metrics.gpu_timeout" => "2s",
+            "host_metrics.history_limit" => "100",
+            "host_metrics.nvidia_smi" => "/usr/bin/nvidia-smi",
+            "host_metrics.max_memory_percent"
+            | "host_metrics.max_temperature_c"
+            | "host_metrics.resume_margin" => "80.5",
             other => panic!("add a sample value for new setting {other}"),
         };
         for s in SETTINGS {

@@ -15,6 +15,7 @@
 //! - [`queue`]: the durable job queue (SQL, state machine) and the drain-by-model policy.
 //! - [`worker`]: the one job worker (load, run, assemble, retry); [`interactive`]: the
 //!   passthrough traffic it defers to.
+//! - [`host`]: host figures (CPU, memory, temperature, GPU) and the availability gate.
 //! - [`webhooks`]: the durable, signed webhook outbox and its sender.
 //! - [`metrics`]: Prometheus metrics and their names.
 //! - [`artifacts`]: result files; [`prune`]: retention of finished jobs and their files;
@@ -29,6 +30,7 @@ pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod host;
 pub mod http;
 pub mod interactive;
 pub mod metrics;

@@ -30,6 +30,15 @@ pub const PASSTHROUGH_DURATION: &str = "foreman_passthrough_duration_seconds";
 pub const WEBHOOK_DELIVERIES: &str = "foreman_webhook_deliveries_total";
 pub const WEBHOOK_PENDING: &str = "foreman_webhook_pending";
 pub const SQLITE_WRITE: &str = "foreman_sqlite_write_seconds";
+pub const HOST_LOAD: &str = "foreman_host_load_average";
+pub const HOST_CORES: &str = "foreman_host_cpu_cores";
+pub const HOST_AVAILABLE_CORES: &str = "foreman_host_available_cores";
+pub const HOST_MEMORY_USED: &str = "foreman_host_memory_used_bytes";
+pub const HOST_MEMORY_TOTAL: &str = "foreman_host_memory_total_bytes";
+pub const HOST_CPU_TEMPERATURE: &str = "foreman_host_cpu_temperature_celsius";
+pub const HOST_GPU_VRAM_TOTAL: &str = "foreman_host_gpu_vram_total_bytes";
+pub const HOST_GPU_VRAM_FREE: &str = "foreman_host_gpu_vram_free_bytes";
+pub const WORKER_PAUSED: &str = "foreman_worker_paused";
 
 /// Every metric name foreman exports (the dashboard test checks against it).
 pub const ALL: &[&str] = &[
@@ -53,6 +62,15 @@ pub const ALL: &[&str] = &[
     WEBHOOK_DELIVERIES,
     WEBHOOK_PENDING,
     SQLITE_WRITE,
+    HOST_LOAD,
+    HOST_CORES,
+    HOST_AVAILABLE_CORES,
+    HOST_MEMORY_USED,
+    HOST_MEMORY_TOTAL,
+    HOST_CPU_TEMPERATURE,
+    HOST_GPU_VRAM_TOTAL,
+    HOST_GPU_VRAM_FREE,
+    WORKER_PAUSED,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

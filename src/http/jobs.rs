@@ -462,14 +462,12 @@ fn list_filter(query: &HashMap<String, String>) -> Result<queue::ListFilter, Api
     let since_ms = query
         .get("since")
         .map(|s| {
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
-                .map_err(|_| {
-                    ApiError::bad_field(
-                        "since",
-                        format!("since must be an RFC 3339 time, got {s:?}"),
-                    )
-                })
+            crate::clock::parse_rfc3339_ms(s).ok_or_else(|| {
+                ApiError::bad_field(
+                    "since",
+                    format!("since must be an RFC 3339 time, got {s:?}"),
+                )
+            })
         })
         .transpose()?;
     let before_seq = query

@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/status", get(status::status))
+        .route("/status/history", get(status::history))
         .route("/jobs", axum::routing::post(jobs::submit).get(jobs::list))
         .route("/jobs/{id}", get(jobs::get).delete(jobs::delete))
         .route("/openapi.json", get(openapi::openapi_json))

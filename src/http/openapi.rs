@@ -14,6 +14,7 @@ use utoipa::OpenApi;
         super::health::healthz,
         super::health::readyz,
         super::status::status,
+        super::status::history,
         super::jobs::submit,
         super::jobs::list,
         super::jobs::get,

@@ -1,8 +1,10 @@
 //! `GET /status`: foreman's own view of its target and its queue.
 
 use axum::Json;
-use axum::extract::State;
-use foreman_api::health::Status;
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use foreman_api::health::{Status, StatusHistory, TargetSnapshot, TargetState};
 use foreman_api::jobs::QueueStatus;
 
 use super::error::ApiError;
@@ -37,5 +39,80 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
     Ok(Json(Status {
         target: state.monitor.status(),
         queue: queue_status,
+        host: state.host.status(),
+        availability: state.host.availability(),
     }))
+}
+
+/// Most snapshots of each kind one history answer holds.
+const MAX_HISTORY: u32 = 5000;
+
+/// `GET /status/history?since=&limit=`: target and host snapshots since a time, oldest first.
+#[utoipa::path(get, path = "/status/history", tag = "health",
+    params(("since" = Option<String>, Query, description = "RFC 3339; default: one hour ago"),
+           ("limit" = Option<u32>, Query, description = "most snapshots of each kind, 1 to 5000 (default 500); page by moving `since`")),
+    responses((status = 200, body = StatusHistory), (status = 400, body = foreman_api::ErrorBody), (status = 401, body = foreman_api::ErrorBody)))]
+pub async fn history(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<StatusHistory>, ApiError> {
+    let since_ms = match query.get("since") {
+        None => now_ms() - 3_600_000,
+        Some(s) => crate::clock::parse_rfc3339_ms(s).ok_or_else(|| {
+            ApiError::bad_field(
+                "since",
+                format!("since must be an RFC 3339 time, got {s:?}"),
+            )
+        })?,
+    };
+    let limit = match query.get("limit") {
+        None => 500,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_HISTORY).contains(n))
+            .ok_or_else(|| ApiError::bad_field("limit", "limit must be 1 to 5000"))?,
+    };
+    let history = state
+        .store
+        .read(move |c| read_history(c, since_ms, limit))
+        .await?;
+    Ok(Json(history))
+}
+
+fn read_history(
+    c: &rusqlite::Connection,
+    since_ms: i64,
+    limit: u32,
+) -> crate::store::Result<StatusHistory> {
+    let mut target = c.prepare(
+        "SELECT at, state, version, loaded_models, error FROM target_snapshots
+         WHERE at_ms >= ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let target = target
+        .query_map(rusqlite::params![since_ms, limit], |r| {
+            let state: String = r.get(1)?;
+            let loaded: String = r.get(3)?;
+            Ok(TargetSnapshot {
+                at: r.get(0)?,
+                state: match state.as_str() {
+                    "up" => TargetState::Up,
+                    "down" => TargetState::Down,
+                    _ => TargetState::Unknown,
+                },
+                version: r.get(2)?,
+                loaded_models: serde_json::from_str(&loaded).unwrap_or_default(),
+                error: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut host =
+        c.prepare("SELECT snapshot FROM host_snapshots WHERE at_ms >= ?1 ORDER BY id LIMIT ?2")?;
+    let host = host
+        .query_map(rusqlite::params![since_ms, limit], |r| {
+            r.get::<_, String>(0)
+        })?
+        .filter_map(|row| row.ok().and_then(|json| serde_json::from_str(&json).ok()))
+        .collect();
+    Ok(StatusHistory { target, host })
 }

@@ -138,9 +138,17 @@ pub fn status(s: &Status) -> String {
         out.push_str(&format!("\n         last error: {error}"));
     }
     out.push_str(&format!(
-        "\nvram     {} in use\n\n",
+        "\nvram     {} in use\n",
         HumanBytes(t.vram_used_bytes)
     ));
+    if let Some(host) = &s.host {
+        out.push_str(&host_lines(host));
+    }
+    if let Some(gate) = s.availability.as_ref().filter(|a| a.paused) {
+        let why = gate.reason.as_deref().unwrap_or("over limits");
+        out.push_str(&format!("paused   {why}\n"));
+    }
+    out.push('\n');
     let mut models = table(&["LOADED MODEL", "SIZE", "VRAM", "EXPIRES"]);
     for m in &t.loaded_models {
         models.add_row(vec![
@@ -156,6 +164,32 @@ pub fn status(s: &Status) -> String {
         out.push_str(&format!("{models}\n\n"));
     }
     out.push_str(&queue(&s.queue));
+    out
+}
+
+fn host_lines(h: &foreman_api::health::HostStatus) -> String {
+    let l = &h.load_average;
+    let mut out = format!(
+        "host     load {:.2} {:.2} {:.2}, {:.1} of {} cores free, memory {} of {} ({:.0}%)",
+        l.one,
+        l.five,
+        l.fifteen,
+        h.available_cores,
+        h.physical_cores,
+        HumanBytes(h.memory_used_bytes),
+        HumanBytes(h.memory_total_bytes),
+        h.memory_percent
+    );
+    if let Some(t) = h.cpu_temperature_c {
+        out.push_str(&format!(", CPU {t:.0} °C"));
+    }
+    let gpu = match (&h.gpu.name, h.gpu.vram_free_bytes, h.gpu.vram_total_bytes) {
+        (Some(name), Some(free), Some(total)) => {
+            format!("{name}, {} free of {}", HumanBytes(free), HumanBytes(total))
+        }
+        _ => "none".into(),
+    };
+    out.push_str(&format!("\ngpu      {gpu}\n"));
     out
 }
 
@@ -255,9 +289,16 @@ mod tests {
                 queued_by_key: [("qwen3:8b".to_string(), 2)].into(),
                 ..QueueStatus::default()
             },
+            host: None,
+            availability: Some(foreman_api::health::Availability {
+                paused: true,
+                reason: Some("memory 95.0% > 90.0%".into()),
+                since: None,
+            }),
         };
         let text = status(&s);
         assert!(text.contains("http://gpu:11434 up since"), "{text}");
+        assert!(text.contains("paused   memory 95.0% > 90.0%"), "{text}");
         assert!(
             text.contains("llama3.2:latest") && text.contains("3.00 GiB"),
             "{text}"

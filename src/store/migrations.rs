@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "artifacts_idempotency",
         sql: include_str!("../../migrations/0005_artifacts_idempotency.sql"),
     },
+    Migration {
+        version: 6,
+        name: "host_snapshots",
+        sql: include_str!("../../migrations/0006_host_snapshots.sql"),
+    },
 ];
 
 /// The schema version this binary brings.

@@ -177,9 +177,16 @@ impl Monitor {
             .store
             .write(move |c| {
                 c.execute(
-                    "INSERT INTO target_snapshots (at, state, version, loaded_models, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    rusqlite::params![now_rfc3339(), state, v.version, loaded, v.last_error],
+                    "INSERT INTO target_snapshots (at, at_ms, state, version, loaded_models, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    rusqlite::params![
+                        now_rfc3339(),
+                        crate::clock::now_ms(),
+                        state,
+                        v.version,
+                        loaded,
+                        v.last_error
+                    ],
                 )?;
                 c.execute(
                     "DELETE FROM target_snapshots WHERE id <= (SELECT max(id) FROM target_snapshots) - ?1",

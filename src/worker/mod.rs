@@ -56,6 +56,8 @@ pub enum Wait {
     TargetDown,
     /// Every queued job is in retry backoff until this time (ms).
     Backoff(i64),
+    /// The host is over its limits (availability gate).
+    HostBusy,
 }
 
 /// What `/status` shows of the worker.
@@ -99,6 +101,7 @@ impl Worker {
     pub async fn run(mut self, stop: CancellationToken) {
         let wakeup = self.state.queue_wakeup.clone();
         let mut target = self.state.monitor.subscribe();
+        let mut gate = self.state.host.subscribe_gate();
         loop {
             let outcome = tokio::select! {
                 o = self.try_run_once() => o,
@@ -110,6 +113,13 @@ impl Worker {
                 Ok(Outcome::Waiting(Wait::Interactive)) => Duration::from_millis(250),
                 Ok(Outcome::Waiting(Wait::Backoff(at))) => {
                     Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0).max(10))
+                }
+                Ok(Outcome::Waiting(Wait::HostBusy)) => {
+                    tokio::select! {
+                        _ = gate.wait_for(|g| !g.paused) => {}
+                        () = stop.cancelled() => return,
+                    }
+                    continue;
                 }
                 Ok(Outcome::Waiting(Wait::TargetDown)) => {
                     self.state.monitor.recheck();
@@ -149,6 +159,11 @@ impl Worker {
         if self.state.monitor.status().state == TargetState::Down {
             self.set_status(Some("target is down"));
             return Ok(Outcome::Waiting(Wait::TargetDown));
+        }
+        // Checked before claiming: a paused host delays jobs, it never fails them.
+        if let Some(why) = self.state.host.paused_reason() {
+            self.set_status(Some(&why));
+            return Ok(Outcome::Waiting(Wait::HostBusy));
         }
         let Some(job) = self.claim().await? else {
             let next = self.state.store.read(queue::next_eligible_at).await?;

@@ -58,6 +58,7 @@ async fn openapi_document_covers_every_foreman_route() {
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/status", &["get"]),
+        ("/status/history", &["get"]),
         ("/openapi.json", &["get"]),
         ("/metrics", &["get"]),
         ("/jobs", &["get", "post"]),

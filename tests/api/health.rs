@@ -288,6 +288,15 @@ fn version_flag_prints_the_version() {
 
 /// Starts `foreman serve` on a free port in `dir` and waits until `/healthz` answers.
 pub fn start_daemon(dir: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
+    start_daemon_env(dir, extra, &[])
+}
+
+/// [`start_daemon`] with extra environment variables (they win over the defaults here).
+pub fn start_daemon_env(
+    dir: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -301,6 +310,7 @@ pub fn start_daemon(dir: &std::path::Path, extra: &[&str]) -> (std::process::Chi
         .current_dir(dir)
         .env("HOME", dir)
         .env("FOREMAN_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

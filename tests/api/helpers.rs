@@ -49,8 +49,28 @@ pub async fn spawn_on(data_dir: &std::path::Path, adjust: impl FnOnce(&mut Confi
     start(config, dir).await
 }
 
+/// foreman with injected host probes (readings chosen by the test).
+pub async fn spawn_with_probes(
+    probes: foreman::host::Probes,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    adjust(&mut config);
+    start_with(config, dir, probes).await
+}
+
 async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
-    let app = App::build(config).await.expect("app builds");
+    let probes = foreman::host::Probes::host(&config.host_metrics);
+    start_with(config, dir, probes).await
+}
+
+async fn start_with(
+    config: Config,
+    dir: tempfile::TempDir,
+    probes: foreman::host::Probes,
+) -> TestApp {
+    let app = App::build_with(config, probes).await.expect("app builds");
     let addr = app.local_addr();
     let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -15,6 +15,7 @@ mod crash;
 mod deploy;
 mod e2e;
 mod health;
+mod host;
 mod hostile;
 mod jobs;
 mod metrics;

@@ -169,3 +169,62 @@ fn the_dashboard_uses_only_metrics_that_exist() {
         assert!(used.contains(wanted), "dashboard lacks {wanted}");
     }
 }
+
+/// With `log_format = json`, a log line about a job carries the job's id and model from its
+/// span, and request spans carry the request id.
+#[tokio::test]
+async fn json_logs_carry_job_and_request_spans() {
+    let sim = crate::helpers::spawn_sim(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = sim.url();
+    let env = [
+        ("FOREMAN_LOG_FORMAT", "json"),
+        ("FOREMAN_LOG", "info,tower_http=debug"),
+    ];
+    let (mut child, base) = crate::health::start_daemon_env(
+        dir.path(),
+        &["--target", target.as_str(), "--data-dir", "data"],
+        &env,
+    );
+    let client = reqwest::Client::new();
+    let job: serde_json::Value = client
+        .post(format!("{base}/jobs"))
+        .header("x-request-id", "req-42")
+        .json(&serde_json::json!({"request": {"model": "llama3.2", "prompt": "x", "options": {"num_predict": 2}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    let done: serde_json::Value = client
+        .get(format!("{base}/jobs/{id}?wait=30"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "done");
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let settled = lines
+        .iter()
+        .find(|l| l["message"] == "job settled")
+        .unwrap_or_else(|| panic!("no job log line in {lines:?}"));
+    assert_eq!(settled["span"]["name"], "job");
+    assert_eq!(settled["span"]["id"], id.as_str());
+    assert_eq!(settled["span"]["model"], "llama3.2");
+    assert_eq!(settled["state"], "done");
+    let request = lines
+        .iter()
+        .find(|l| l["span"]["request_id"] == "req-42")
+        .unwrap_or_else(|| panic!("no request line in {lines:?}"));
+    assert_eq!(request["span"]["path"], "/jobs");
+    sim.shutdown().await;
+}
