@@ -24,6 +24,7 @@ pub const MODEL_LOAD_SECONDS: &str = "foreman_model_load_seconds";
 pub const TARGET_UP: &str = "foreman_target_up";
 pub const TARGET_STATE_CHANGES: &str = "foreman_target_state_changes_total";
 pub const TARGET_VRAM: &str = "foreman_target_vram_used_bytes";
+pub const TARGET_MODEL_VRAM: &str = "foreman_target_model_vram_bytes";
 pub const PASSTHROUGH_REQUESTS: &str = "foreman_passthrough_requests_total";
 pub const PASSTHROUGH_TTFB: &str = "foreman_passthrough_time_to_first_byte_seconds";
 pub const PASSTHROUGH_DURATION: &str = "foreman_passthrough_duration_seconds";
@@ -56,6 +57,7 @@ pub const ALL: &[&str] = &[
     TARGET_UP,
     TARGET_STATE_CHANGES,
     TARGET_VRAM,
+    TARGET_MODEL_VRAM,
     PASSTHROUGH_REQUESTS,
     PASSTHROUGH_TTFB,
     PASSTHROUGH_DURATION,

@@ -242,6 +242,14 @@ fn record(v: &TargetStatus, was_up: bool, before: &[String], after: &[String]) {
     let up = v.state == TargetState::Up;
     metrics::gauge!(m::TARGET_UP).set(if up { 1.0 } else { 0.0 });
     metrics::gauge!(m::TARGET_VRAM).set(v.vram_used_bytes as f64);
+    // Per model: resident ones with their size, the ones that just left at 0.
+    for model in &v.loaded_models {
+        metrics::gauge!(m::TARGET_MODEL_VRAM, "model" => model.name.clone())
+            .set(model.size_vram as f64);
+    }
+    for gone in before.iter().filter(|n| !after.contains(n)) {
+        metrics::gauge!(m::TARGET_MODEL_VRAM, "model" => gone.clone()).set(0.0);
+    }
     if up != was_up {
         metrics::counter!(m::TARGET_STATE_CHANGES, "to" => if up { "up" } else { "down" })
             .increment(1);

@@ -84,6 +84,20 @@ async fn metrics_reflect_a_scripted_workload() {
         ),
         Some(1.0)
     );
+    let resident = app.state.monitor.status().loaded_models;
+    let probe = resident
+        .iter()
+        .find(|m| m.name == "metrics-probe:latest")
+        .unwrap();
+    assert_eq!(
+        value(
+            &scrape,
+            "foreman_target_model_vram_bytes",
+            &[("model", "metrics-probe:latest")]
+        ),
+        Some(probe.size_vram as f64),
+        "VRAM per resident model"
+    );
     // Gauges are process-wide; another test's scrape may set them concurrently: presence only.
     assert!(value(&scrape, "foreman_jobs", &[("state", "done")]).is_some());
     assert!(
