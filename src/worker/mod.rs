@@ -10,8 +10,9 @@
 //! # Failures
 //! - Target unreachable (connect refused, reset before any byte): the job goes back to `queued`
 //!   with its attempt refunded; the worker waits for the monitor to see the target up.
-//! - 5xx, 429, an in-band error line, a cut stream: retried with exponential backoff up to
-//!   `worker.max_attempts`, then `failed`.
+//! - 5xx, 429, an in-band error line, a cut stream, a stream silent for `target.idle_timeout`,
+//!   no headers within `target.header_timeout` (when set): retried with exponential backoff up
+//!   to `worker.max_attempts`, then `failed`.
 //! - Other 4xx (unknown model, bad request): `failed` at once with the target's message.
 //! - `worker.run_timeout`: the upstream request is dropped (aborted) and the job fails.
 
@@ -362,13 +363,18 @@ impl Worker {
     }
 
     async fn send(&self, path: &str, body: Vec<u8>) -> Result<reqwest::Response, Failure> {
-        let sent = self
-            .state
-            .target
-            .request(Method::POST, path)
-            .body(body)
-            .send()
-            .await;
+        let target = &self.state.target;
+        let request = target.request(Method::POST, path).body(body).send();
+        // The same optional header limit as passthrough (off by default: loads take minutes).
+        let sent = match target.header_timeout {
+            Some(limit) => tokio::time::timeout(limit, request).await.map_err(|_| {
+                Failure::Retryable(format!(
+                    "no response headers within {}",
+                    humantime::format_duration(limit)
+                ))
+            })?,
+            None => request.await,
+        };
         let response = sent.map_err(|e| match Target::classify(&e) {
             crate::target::Failure::Unreachable(why) => Failure::Unreachable(why),
             crate::target::Failure::Timeout => Failure::Retryable("target timed out".into()),
@@ -405,7 +411,18 @@ impl Worker {
         let mut assembler = assemble::Assembler::new(job.kind);
         let mut stream = response.bytes_stream();
         let mut last_progress = Instant::now();
-        while let Some(chunk) = stream.next().await {
+        let idle = self.state.target.idle_timeout;
+        loop {
+            // A target that stops talking mid-stream is cut after the idle timeout and retried.
+            let next = tokio::time::timeout(idle, stream.next())
+                .await
+                .map_err(|_| {
+                    Failure::Retryable(format!(
+                        "stream silent for {}",
+                        humantime::format_duration(idle)
+                    ))
+                })?;
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| {
                 Failure::Retryable(format!("stream cut: {}", crate::target::root_cause(&e)))
             })?;

@@ -8,12 +8,14 @@ mod helpers;
 
 mod upstreams;
 
+mod chaos;
 mod cli;
 mod client;
 mod contracts;
 mod crash;
 mod deploy;
 mod e2e;
+mod faults;
 mod health;
 mod host;
 mod hostile;

@@ -55,6 +55,9 @@ pub enum FaultKind {
     ErrorMidStream { after_lines: usize },
     /// After `after_lines` lines, cut the connection (no terminating chunk).
     DropAfterLines { after_lines: usize },
+    /// After `after_lines` lines, go silent for this many real milliseconds, then go on
+    /// (a stalled runner: headers sent, the stream stops moving).
+    StallAfterLines { after_lines: usize, stall_ms: u64 },
     /// Refuse TCP connections for this many real milliseconds ("asleep").
     Asleep { for_ms: u64 },
 }

@@ -96,6 +96,8 @@ pub struct Generation {
     eval_count: u64,
     fault: Option<FaultKind>,
     events_sent: usize,
+    /// Whether a `StallAfterLines` fault already paused this stream.
+    stalled: bool,
     finished: bool,
     completed: bool,
 }
@@ -140,6 +142,7 @@ impl Generation {
             eval_count: 0,
             fault,
             events_sent: 0,
+            stalled: false,
             finished: false,
             completed: false,
         }
@@ -166,6 +169,16 @@ impl Generation {
             };
             self.sim.clock.sleep(self.prompt_eval + extra).await;
             self.eval_started = Some(Instant::now());
+        }
+        if let Some(FaultKind::StallAfterLines {
+            after_lines,
+            stall_ms,
+        }) = self.fault
+            && self.events_sent == after_lines
+            && !self.stalled
+        {
+            self.stalled = true;
+            tokio::time::sleep(Duration::from_millis(stall_ms)).await;
         }
         let event = self.step().await;
         self.events_sent += 1;

@@ -820,6 +820,37 @@ async fn faults_status_busy_midstream_error_and_drop() {
 }
 
 #[tokio::test]
+async fn a_stall_goes_silent_after_the_headers_then_finishes() {
+    use futures::StreamExt;
+    let sim = sim().await;
+    sim.fault(FaultRule::once(FaultKind::StallAfterLines {
+        after_lines: 1,
+        stall_ms: 400,
+    }));
+    let r = client()
+        .post(format!("{}/api/chat", sim.url()))
+        .body(r#"{"model":"llama3.2","messages":[{"role":"user","content":"x"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "headers are sent");
+    let mut body = r.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(first.ends_with(b"\n"), "one whole line first");
+    let silent = tokio::time::timeout(Duration::from_millis(100), body.next()).await;
+    assert!(silent.is_err(), "nothing while stalled");
+    let mut rest = Vec::new();
+    while let Some(chunk) = body.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(
+        String::from_utf8_lossy(&rest).contains("\"done\":true"),
+        "then it goes on"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn hang_before_headers_sends_nothing() {
     let sim = sim().await;
     sim.fault(FaultRule::once(FaultKind::HangBeforeHeaders));
