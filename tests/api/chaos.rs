@@ -279,7 +279,7 @@ async fn random_kill_9_cycles_lose_nothing_and_deliver_everything() {
         events,
         "one delivery per state change"
     );
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     let mut duplicated = 0;
     for (id, state, payload) in &deliveries {
         assert_eq!(state, "delivered", "{id}");
