@@ -361,3 +361,132 @@ fn webhook_secret_command_prints_a_stable_generated_secret() {
     );
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// A receiver that times out, then fails, then is slow but in time, then fine; and one that
+/// is not listening at all until later. Deliveries follow the schedule and the worker never
+/// waits for them.
+#[tokio::test]
+async fn receiver_faults_follow_the_schedule_and_never_slow_the_worker() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let schedule = [80u64, 120, 160, 200, 240, 280, 320];
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let flaky = Router::new().fallback(move |_body: Bytes| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match n {
+                // Longer than webhook.timeout: the attempt is abandoned.
+                0 => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    StatusCode::OK
+                }
+                1 => StatusCode::INTERNAL_SERVER_ERROR,
+                // Slow, but within the timeout: accepted.
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    StatusCode::OK
+                }
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let flaky_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, flaky).await.unwrap() });
+    // Nobody listens here yet: connection refused.
+    let later = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let later_addr = later.local_addr().unwrap();
+    drop(later);
+
+    let sim = spawn_sim(|_| {}).await;
+    let app = spawn_proxy(&sim.url(), |c| {
+        fast_webhooks(c);
+        c.webhook.timeout = Duration::from_millis(300);
+        c.webhook.schedule = schedule
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect();
+    })
+    .await;
+    let body = |url: String| {
+        json!({"request": {"model": "llama3.2", "prompt": "x", "options": {"num_predict": 2}},
+               "webhook": {"url": url, "events": ["done"]}})
+    };
+    let submit = |url: String| {
+        let request = app.client.post(app.url("/jobs")).json(&body(url));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let flaky_job = submit(flaky_url).await["id"].as_str().unwrap().to_string();
+    let refused_job = submit(format!("http://{later_addr}/hook")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Both jobs finish while their first deliveries are still failing.
+    for id in [&flaky_job, &refused_job] {
+        assert_eq!(app.wait_for_state(id, &["done"]).await["state"], "done");
+    }
+    let deliveries = |id: String| {
+        let request = app.client.get(app.url(&format!("/jobs/{id}/deliveries")));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let pending = deliveries(flaky_job.clone()).await;
+    assert_ne!(pending["deliveries"][0]["state"], "delivered", "{pending}");
+
+    // The refused receiver comes up after a few attempts.
+    let mut seen = 0;
+    while seen < 2 {
+        let d = deliveries(refused_job.clone()).await;
+        seen = d["deliveries"][0]["attempts"].as_u64().unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let listener = tokio::net::TcpListener::bind(later_addr).await.unwrap();
+    let receiver = receiver_on(listener, vec![]).await;
+
+    for id in [&flaky_job, &refused_job] {
+        let mut d = deliveries(id.clone()).await;
+        for _ in 0..500 {
+            if d["deliveries"][0]["state"] == "delivered" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            d = deliveries(id.clone()).await;
+        }
+        let delivery = &d["deliveries"][0];
+        assert_eq!(delivery["state"], "delivered", "{d}");
+        let history = delivery["history"].as_array().unwrap();
+        let at: Vec<i64> = history
+            .iter()
+            .map(|h| foreman::clock::parse_rfc3339_ms(h["at"].as_str().unwrap()).unwrap())
+            .collect();
+        for (i, pair) in at.windows(2).enumerate() {
+            let gap = pair[1] - pair[0];
+            let wanted = schedule[i] as i64;
+            assert!(
+                gap >= wanted,
+                "{id}: attempt {} came {gap} ms after the last, schedule says {wanted}: {d}",
+                i + 2
+            );
+        }
+        if *id == flaky_job {
+            let outcomes: Vec<String> = history
+                .iter()
+                .map(|h| match h["status"].as_i64() {
+                    Some(s) => s.to_string(),
+                    None => h["error"].as_str().unwrap().to_string(),
+                })
+                .collect();
+            assert!(outcomes[0].contains("timed out"), "{outcomes:?}");
+            assert_eq!(outcomes[1..], ["500", "200"], "{outcomes:?}");
+        } else {
+            let first = history[0]["error"].as_str().unwrap();
+            assert!(first.contains("refused"), "{first}");
+            assert_eq!(history.last().unwrap()["status"], 200);
+        }
+    }
+    assert_eq!(
+        delivered(&receiver).len(),
+        1,
+        "the late receiver got its one event"
+    );
+    sim.shutdown().await;
+}
