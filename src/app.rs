@@ -187,15 +187,14 @@ impl App {
         let deadline = state.config.shutdown_timeout;
         let router = crate::http::router(state.clone());
         let stop_accepting = tokio_util::sync::CancellationToken::new();
-        // Without TCP_NODELAY, Nagle's algorithm holds back small NDJSON lines until the client
-        // ACKs (delayed ACK: up to 40 ms per line).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serve = axum::serve(listener, router)
-            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+        let serve = crate::http::server::serve(
+            listener,
+            router,
+            state.config.request_read_timeout,
+            stop_accepting.clone(),
+        );
         let addr = listener_addr;
-        let mut server = tokio::spawn(async move { serve.await });
+        let mut server = tokio::spawn(serve);
         tracing::info!(%addr, target = %state.config.target.url, "foreman serving");
         warn_if_exposed(&state.config);
         let monitor = state.monitor.clone();

@@ -91,6 +91,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: true,
     },
     setting(
+        "request_read_timeout",
+        "longest silence while reading a client's request headers or body (slowloris defence)",
+    ),
+    setting(
         "max_body_bytes",
         "largest request body accepted, in bytes (413 above)",
     ),
@@ -269,6 +273,8 @@ pub struct Config {
     #[serde(deserialize_with = "token_list", skip_serializing_if = "Vec::is_empty")]
     pub api_tokens: Vec<Secret>,
     pub max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub request_read_timeout: Duration,
     pub max_queued_jobs: u64,
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
@@ -472,6 +478,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             api_tokens: Vec::new(),
             max_body_bytes: 16 * 1024 * 1024,
+            request_read_timeout: Duration::from_secs(30),
             max_queued_jobs: 100_000,
             retention: Duration::from_secs(7 * 24 * 3600),
             artifact_max_bytes: 64 * 1024 * 1024,
@@ -1029,7 +1036,7 @@ mod tests {
             "data_dir" => "/tmp/x",
             "log" => "debug",
             "log_format" => "json",
-            "shutdown_timeout" | "database.busy_timeout" => "3s",
+            "shutdown_timeout" | "database.busy_timeout" | "request_read_timeout" => "3s",
             "target.url" => "http://h:1",
             "target.token" => "t",
             "database.synchronous" => "normal",

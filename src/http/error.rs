@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 404: no such resource.
     #[error("{0}")]
     NotFound(String),
+    /// 408: the client stopped sending its request (`request_read_timeout`).
+    #[error("{0}")]
+    Timeout(String),
     /// 409: the resource is in a state that forbids the action.
     #[error("{0}")]
     Conflict(String),
@@ -72,6 +75,7 @@ impl ApiError {
             }
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout", None),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),
             Self::Unprocessable { field, .. } => (
@@ -84,6 +88,18 @@ impl ApiError {
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
     }
+}
+
+/// True when `e` (or an error it wraps) is the request-body timeout: the client went silent.
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 impl From<StoreError> for ApiError {

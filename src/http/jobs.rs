@@ -42,7 +42,12 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     // Body-limit and read failures get foreman's structured error, not axum's plain text.
     let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if super::error::is_body_timeout(&rejection) {
+            ApiError::Timeout(format!(
+                "the request body stopped arriving for {}",
+                humantime::format_duration(state.config.request_read_timeout)
+            ))
+        } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(format!(
                 "request body exceeds the limit of {} bytes",
                 state.config.max_body_bytes

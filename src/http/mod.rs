@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod proxy;
+pub mod server;
 pub mod status;
 
 use axum::Router;
@@ -60,6 +61,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_body_bytes,
+        ))
+        // A client that stops sending its body mid-way is cut (slowloris on bodies).
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.config.request_read_timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

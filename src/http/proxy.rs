@@ -107,6 +107,11 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
             .is_some()
         {
             too_large()
+        } else if super::error::is_body_timeout(&*inner) {
+            OllamaError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "foreman: the request body stopped arriving",
+            )
         } else {
             OllamaError::new(
                 StatusCode::BAD_REQUEST,

@@ -118,3 +118,66 @@ async fn with_tokens_every_route_but_health_answers_401() {
     assert!(checked >= 13, "{checked}");
     app.shutdown().await.unwrap();
 }
+
+/// Raw TCP client for requests no HTTP library would send.
+async fn raw(app: &crate::helpers::TestApp) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(app.addr).await.unwrap()
+}
+
+/// Reads until the server closes the connection (bounded), returning what it sent.
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut got),
+    )
+    .await;
+    assert!(read.is_ok(), "the server must hang up on a stalled client");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn slowloris_headers_and_bodies_are_cut() {
+    use tokio::io::AsyncWriteExt;
+    let app = crate::helpers::spawn_with(|c| {
+        c.request_read_timeout = std::time::Duration::from_millis(300);
+        c.worker.enabled = false;
+    })
+    .await;
+
+    // Headers that never end.
+    let mut s = raw(&app).await;
+    s.write_all(b"POST /jobs HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut s).await;
+    assert!(!answer.contains("202"), "{answer}");
+
+    // A body that stops half-way: 408 in foreman's shape on its routes, Ollama's on proxied ones.
+    for (path, shape) in [
+        ("/jobs", r#""code":"request_timeout""#),
+        (
+            "/api/generate",
+            r#"{"error":"foreman: the request body stopped arriving"}"#,
+        ),
+    ] {
+        let mut s = raw(&app).await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(br#"{"request": {"model": "m", "#)
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains(shape), "{path}: {answer}");
+    }
+    assert_eq!(jobs_stored(&app).await, 0, "nothing half-written is stored");
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        200,
+        "the server is unaffected"
+    );
+}
