@@ -181,3 +181,77 @@ async fn slowloris_headers_and_bodies_are_cut() {
         "the server is unaffected"
     );
 }
+
+/// Cancels racing completions: each job ends exactly one way, and the cancel answer, the
+/// events, the artifact and the stored state all agree on which.
+#[tokio::test]
+async fn concurrent_cancel_and_completion_agree_on_one_ending() {
+    use rand::Rng;
+    let sim = crate::helpers::spawn_sim(|c| c.time_scale = 0.002).await;
+    let app = spawn_proxy(&sim.url(), |_| {}).await;
+    let client = foreman_client::Client::new(app.base.clone()).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let job = foreman_api::jobs::SubmitJob {
+            request: serde_json::json!({"model": "llama3.2", "prompt": format!("race {i}"), "options": {"num_predict": 4}}),
+            kind: None,
+            webhook: None,
+            metadata: None,
+        };
+        ids.push(client.submit(&job).await.unwrap().id);
+    }
+    let delays: Vec<u64> = {
+        let mut rng = rand::rng();
+        ids.iter().map(|_| rng.random_range(0..60)).collect()
+    };
+    let cancels = ids.iter().zip(delays).map(|(id, delay)| {
+        let client = client.clone();
+        let id = id.clone();
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            (id.clone(), client.cancel(&id).await)
+        }
+    });
+    let answers = futures::future::join_all(cancels).await;
+    let (mut canceled, mut done) = (0, 0);
+    for (id, answer) in answers {
+        let view = client
+            .wait(&id, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        let events = client.events(&id).await.unwrap();
+        let terminal: Vec<_> = events.iter().filter(|e| e.state.is_terminal()).collect();
+        assert_eq!(terminal.len(), 1, "{id}: one ending: {events:?}");
+        assert_eq!(terminal[0].state, view.state, "{id}");
+        let artifact = client.artifact(&id).await;
+        match answer {
+            Ok(v) => {
+                assert_eq!(
+                    v.state.as_str(),
+                    "canceled",
+                    "{id}: a successful cancel means canceled"
+                );
+                assert_eq!(view.state.as_str(), "canceled", "{id}");
+                assert_eq!(
+                    artifact.err().and_then(|e| e.status()),
+                    Some(404),
+                    "{id}: no result kept"
+                );
+                canceled += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.status(), Some(409), "{id}: {e}");
+                assert_eq!(
+                    view.state.as_str(),
+                    "done",
+                    "{id}: too late to cancel means done"
+                );
+                assert!(artifact.is_ok(), "{id}: the result is kept");
+                done += 1;
+            }
+        }
+    }
+    eprintln!("race: {canceled} canceled, {done} done");
+    assert_eq!(canceled + done, 40);
+    sim.shutdown().await;
+}
