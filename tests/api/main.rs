@@ -22,4 +22,5 @@ mod hostile;
 mod jobs;
 mod metrics;
 mod passthrough;
+mod resources;
 mod webhooks;
