@@ -30,6 +30,7 @@ pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod fuzzing;
 pub mod host;
 pub mod http;
 pub mod interactive;

@@ -205,7 +205,7 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
 }
 
 /// Checks the Ollama body enough to know where it goes; returns the kind and model.
-fn validate(submit: &SubmitJob) -> Result<(JobKind, String), ApiError> {
+pub fn validate(submit: &SubmitJob) -> Result<(JobKind, String), ApiError> {
     let request = submit.request.as_object().ok_or_else(|| {
         ApiError::bad_field(
             "request",

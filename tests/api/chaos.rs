@@ -191,7 +191,8 @@ async fn random_kill_9_cycles_lose_nothing_and_deliver_everything() {
         ("FOREMAN_WORKER_MAX_ATTEMPTS", "100"),
         ("FOREMAN_WORKER_RETRY_BASE", "10ms"),
     ];
-    let (mut daemon, base) = start_daemon_env(dir.path(), &args, &env);
+    let (daemon, base) = start_daemon_env(dir.path(), &args, &env);
+    let mut daemon = crate::helpers::KillOnDrop(daemon);
     let current = Arc::new(RwLock::new(base));
     let submitter = tokio::spawn(submit_all(current.clone(), hook, plan.jobs));
 
@@ -210,18 +211,18 @@ async fn random_kill_9_cycles_lose_nothing_and_deliver_everything() {
                 + s["queue"]["by_state"]["working"].as_u64().unwrap_or(0);
             kills_with_work += usize::from(running > 0);
         }
-        kill(&mut daemon, "-9");
-        daemon.wait().unwrap();
+        kill(&mut daemon.0, "-9");
+        daemon.0.wait().unwrap();
         let (next, base) = start_daemon_env(dir.path(), &args, &env);
-        daemon = next;
+        daemon = crate::helpers::KillOnDrop(next);
         *current.write().unwrap() = base;
     }
     let acked = submitter.await.unwrap();
     let base = current.read().unwrap().clone();
     settle(&base).await;
-    kill(&mut daemon, "-TERM");
+    kill(&mut daemon.0, "-TERM");
     assert_eq!(
-        daemon.wait().unwrap().code(),
+        daemon.0.wait().unwrap().code(),
         Some(0),
         "clean stop after the chaos"
     );

@@ -167,3 +167,16 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 pub fn foreman_bin() -> &'static str {
     env!("CARGO_BIN_EXE_foreman")
 }
+
+/// A child process killed when the test ends, even by a failed assertion (no orphans).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // Only a process that has not been reaped yet, so a reused pid is never hit.
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

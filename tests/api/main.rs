@@ -20,6 +20,7 @@ mod health;
 mod host;
 mod hostile;
 mod jobs;
+mod load;
 mod metrics;
 mod passthrough;
 mod resources;
