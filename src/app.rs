@@ -16,9 +16,21 @@ use crate::store::{Store, StoreError};
 use crate::target::Target;
 use crate::target::monitor::Monitor;
 
-/// Shared state of every handler and background task.
+/// Shared state of every handler and background task: one `Arc`, so the clone axum makes per
+/// extractor and middleware is one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: Store,
     pub tasks: Tasks,
@@ -138,7 +150,7 @@ impl App {
             probes,
             store.clone(),
         ));
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             config: Arc::new(config),
             host,
             store,
@@ -152,7 +164,7 @@ impl App {
             running: Arc::default(),
             signing_key,
             metrics: crate::metrics::install(),
-        };
+        }));
         Ok(Self {
             listener,
             state,

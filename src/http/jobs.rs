@@ -415,7 +415,16 @@ pub async fn cancel(
         CancelStep::Canceled => state.bus.publish(&id, JobState::Canceled),
         CancelStep::Running => abort_running(&state, &id, &mut changes).await,
     }
-    Ok(Json(read_view(&state, &id).await?))
+    let view = read_view(&state, &id).await?;
+    // The attempt may have completed between the claim check and the abort: then the job
+    // ended its own way, and the cancel is answered like one that came too late.
+    if view.state.is_terminal() && view.state != JobState::Canceled {
+        return Err(ApiError::Conflict(format!(
+            "job {id} finished as {} before the cancel took effect",
+            view.state.as_str()
+        )));
+    }
+    Ok(Json(view))
 }
 
 /// Aborts the worker's attempt and waits (bounded) for the job to settle.

@@ -103,6 +103,31 @@ async fn big_body(args: &Args) -> Result<String> {
     ))
 }
 
+/// Saturation with foreman on a core of its own: the client and the simulator share core 0,
+/// foreman runs alone on core 1 — the shape of a real deployment, where foreman does not compete
+/// with its clients and its target for CPU. Restores the process's affinity afterwards.
+async fn pinned_saturation(args: &Args, phase: Duration) -> Result<String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        return Ok("pinned saturation: skipped (needs 2 cores)".into());
+    }
+    procs::pin_self("0")?;
+    let outcome = async {
+        let sim = procs::Child::sim(&args.bin_dir, &["--zero-delay"]).await?;
+        let foreman = procs::Child::foreman_on_cpu(&args.bin_dir, &sim.url, 1).await?;
+        load::fixed_rate(&foreman.url, "/api/tags", 200.0, Duration::from_secs(1)).await?;
+        let direct = load::saturate(&sim.url, "/api/tags", 64, phase).await?;
+        let via = load::saturate(&foreman.url, "/api/tags", 64, phase).await?;
+        Ok::<_, anyhow::Error>(format!(
+            "GET /api/tags saturated, pinned (client + simulator on core 0, foreman alone on core 1): direct {:.0} req/s | via foreman {:.0} req/s | ratio {:.2}",
+            direct.rate, via.rate, via.rate / direct.rate
+        ))
+    }
+    .await;
+    procs::pin_self(&format!("0-{}", cores - 1))?;
+    outcome
+}
+
 async fn passthrough(args: &Args) -> Result<()> {
     let phase = Duration::from_secs(args.seconds);
     let sim = procs::Child::sim(&args.bin_dir, &["--zero-delay"]).await?;
@@ -135,6 +160,8 @@ async fn passthrough(args: &Args) -> Result<()> {
         direct.rate, via.rate, via.rate / direct.rate,
         per_req(sim_cpu_direct, direct.rate), per_req(foreman_cpu_via, via.rate), per_req(sim_cpu_via, via.rate)
     ));
+
+    report.push(pinned_saturation(args, phase).await?);
 
     let chat = r#"{"model":"llama3.2","messages":[{"role":"user","content":"bench"}],"options":{"num_predict":199}}"#;
     let direct = load::streams(&sim.url, "/api/chat", chat, 200).await?;

@@ -31,6 +31,28 @@ impl Child {
         Self::foreman_with(bin_dir, target, &[], None).await
     }
 
+    /// foreman confined to one CPU (`taskset`), for the pinned saturation run.
+    pub async fn foreman_on_cpu(bin_dir: &Path, target: &str, cpu: usize) -> Result<Self> {
+        let port = free_port()?;
+        let dir = tempfile::tempdir()?;
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c")
+            .arg(cpu.to_string())
+            .arg(bin_dir.join("foreman"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--target",
+                target,
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .current_dir(dir.path())
+            .env("FOREMAN_LOG", "warn");
+        Self::start(cmd, port, Some(dir)).await
+    }
+
     /// foreman with extra `FOREMAN_*` settings, optionally on a prepared data dir.
     pub async fn foreman_with(
         bin_dir: &Path,
@@ -110,4 +132,18 @@ impl Drop for Child {
         let _ = self.proc.kill();
         let _ = self.proc.wait();
     }
+}
+
+/// Confines every thread of this process (and the children it starts from now on) to `cpus`
+/// (a `taskset` list such as `0` or `0-1`).
+pub fn pin_self(cpus: &str) -> Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("taskset (util-linux) is needed for the pinned run")?;
+    if !status.success() {
+        bail!("taskset -a -p -c {cpus} failed");
+    }
+    Ok(())
 }
