@@ -255,3 +255,25 @@ async fn concurrent_cancel_and_completion_agree_on_one_ending() {
     assert_eq!(canceled + done, 40);
     sim.shutdown().await;
 }
+
+/// A 100 MB body sent chunked (no Content-Length, so it cannot be refused up front): read only
+/// up to the limit, answered 413 in the route's shape, nothing stored, memory not spent on it.
+#[tokio::test]
+async fn a_100_mb_chunked_body_is_refused_at_the_limit() {
+    let app = spawn_proxy("http://127.0.0.1:9", |c| c.worker.enabled = false).await;
+    for (path, shape) in [
+        ("/jobs", "body_too_large"),
+        ("/api/generate", "foreman: request body exceeds"),
+    ] {
+        let chunks =
+            (0..100).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1 << 20])));
+        let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+        let r = app.client.post(app.url(path)).body(body).send().await;
+        let r = r.unwrap_or_else(|e| panic!("{path}: the refusal must reach the client: {e}"));
+        assert_eq!(r.status(), 413, "{path}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(shape), "{path}: {text}");
+    }
+    assert_eq!(jobs_stored(&app).await, 0);
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
