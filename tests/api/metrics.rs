@@ -195,7 +195,7 @@ async fn json_logs_carry_job_and_request_spans() {
         ("FOREMAN_LOG_FORMAT", "json"),
         ("FOREMAN_LOG", "info,tower_http=debug"),
     ];
-    let (mut child, base) = crate::health::start_daemon_env(
+    let (child, base) = crate::health::start_daemon_env(
         dir.path(),
         &["--target", target.as_str(), "--data-dir", "data"],
         &env,
