@@ -38,18 +38,6 @@ fn json_of(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
 }
 
-async fn direct(sim_url: &str, path: &str, mut body: Value) -> Value {
-    body["stream"] = json!(false);
-    let url = format!("{sim_url}{path}");
-    let response = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    response.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn submit_wait_prints_the_answer() {
     let sim = spawn_sim(|_| {}).await;
@@ -61,10 +49,10 @@ async fn submit_wait_prints_the_answer() {
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let expected = direct(
+    let expected = crate::helpers::direct_answer(
         &sim.url(),
         "/api/generate",
-        json!({"model": "llama3.2", "prompt": "Why?"}),
+        &json!({"model": "llama3.2", "prompt": "Why?"}),
     )
     .await;
     assert_eq!(
@@ -94,10 +82,10 @@ async fn submit_wait_prints_the_answer() {
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let view = json_of(&out);
-    let expected = direct(
+    let expected = crate::helpers::direct_answer(
         &sim.url(),
         "/api/chat",
-        json!({"model": "qwen3:8b", "messages": chat}),
+        &json!({"model": "qwen3:8b", "messages": chat}),
     )
     .await;
     assert_eq!(view["state"], "done");

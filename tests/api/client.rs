@@ -24,21 +24,6 @@ fn generate_job(model: &str, prompt: &str) -> SubmitJob {
     }
 }
 
-/// The same body sent straight to the simulator, unstreamed.
-async fn direct(sim_url: &str, path: &str, body: &Value) -> Value {
-    let mut body = body.clone();
-    body["stream"] = json!(false);
-    reqwest::Client::new()
-        .post(format!("{sim_url}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_facade_answers_what_the_target_answers() {
     let sim = spawn_sim(|_| {}).await;
@@ -47,7 +32,7 @@ async fn the_facade_answers_what_the_target_answers() {
 
     let chat = ChatRequest::new("llama3.2", vec![Message::user("Why is the sky blue?")])
         .option("num_predict", 5);
-    let expected = direct(
+    let expected = crate::helpers::direct_answer(
         &sim.url(),
         "/api/chat",
         &serde_json::to_value(&chat).unwrap(),
@@ -62,7 +47,7 @@ async fn the_facade_answers_what_the_target_answers() {
     assert_eq!(reply.eval_count, expected["eval_count"].as_u64());
 
     let generate = GenerateRequest::new("qwen3:8b", "Name a colour").option("num_predict", 4);
-    let expected = direct(
+    let expected = crate::helpers::direct_answer(
         &sim.url(),
         "/api/generate",
         &serde_json::to_value(&generate).unwrap(),
@@ -72,7 +57,7 @@ async fn the_facade_answers_what_the_target_answers() {
     assert_eq!(answer.response, expected["response"].as_str().unwrap());
 
     let embed = EmbedRequest::new("llama3.2", ["one", "two"]);
-    let expected = direct(
+    let expected = crate::helpers::direct_answer(
         &sim.url(),
         "/api/embed",
         &serde_json::to_value(&embed).unwrap(),

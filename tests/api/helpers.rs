@@ -180,3 +180,21 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// What the simulator answers to `body` sent straight to it, unstreamed: the reference a
+/// result through foreman is compared with.
+pub async fn direct_answer(
+    sim_url: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    let mut body = body.clone();
+    body["stream"] = serde_json::json!(false);
+    let response = reqwest::Client::new()
+        .post(format!("{sim_url}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}
