@@ -3,7 +3,7 @@
 //! and persists every change of state or of the loaded-model set to `target_snapshots`.
 //!
 //! While the target is up it polls every `poll_interval`; while down it backs off from 500 ms
-//! to 30 s. [`Monitor::recheck`] wakes it at once (the worker calls it after a failure).
+//! to 5 s. [`Monitor::recheck`] wakes it at once (the worker calls it after a failure).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,9 @@ use crate::clock::now_rfc3339;
 use crate::store::Store;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+// Kept short: the worker waits on the monitor to see the target back, so this bounds how long
+// jobs sit idle after a sleeping target wakes; three small GETs per 5 s cost a dead host nothing.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest a single poll may take.
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest answer the monitor reads from one poll (a target with thousands of models stays

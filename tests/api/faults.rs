@@ -218,23 +218,13 @@ async fn every_target_fault_gets_the_right_answer_and_leaves_nothing_running() {
             .await
             .unwrap();
         let id = job["id"].as_str().unwrap();
-        let waited = Duration::from_millis(if let FaultKind::Asleep { for_ms } = case.fault {
-            for_ms + 30_000
-        } else {
-            30_000
+        // Long enough for the nap plus the monitor noticing the target is back.
+        let waited = Duration::from_millis(match case.fault {
+            FaultKind::Asleep { for_ms } => for_ms + 30_000,
+            _ => 30_000,
         });
-        let view: Value = app
-            .client
-            .get(app.url(&format!(
-                "/jobs/{id}?wait={}ms",
-                waited.as_millis().min(60_000)
-            )))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let client = foreman_client::Client::new(app.base.clone()).unwrap();
+        let view = serde_json::to_value(client.wait(id, waited).await.unwrap()).unwrap();
         assert_eq!(view["state"], "done", "{name}: {view}");
         assert_eq!(view["attempts"], case.attempts, "{name}: {view}");
         assert_idle(&app, &sim, name).await;
