@@ -78,7 +78,7 @@ async fn proxy(state: AppState, request: Request) -> Response {
             target.has_token() || !state.config.api_tokens.is_empty(),
         ))
         .body(body);
-    let response = match send(upstream, target.header_timeout).await {
+    let response = match target.send(upstream).await {
         Ok(r) => r,
         Err(failure) => return failure_response(target, &failure),
     };
@@ -154,19 +154,6 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .flat_map(|v| v.split(','))
         .map(|s| s.trim().to_ascii_lowercase())
         .collect()
-}
-
-async fn send(
-    upstream: reqwest::RequestBuilder,
-    header_timeout: Option<Duration>,
-) -> Result<reqwest::Response, Failure> {
-    let sent = match header_timeout {
-        Some(limit) => tokio::time::timeout(limit, upstream.send())
-            .await
-            .map_err(|_| Failure::Timeout)?,
-        None => upstream.send().await,
-    };
-    sent.map_err(|e| Target::classify(&e))
 }
 
 fn failure_response(target: &Target, failure: &Failure) -> Response {

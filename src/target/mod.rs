@@ -72,6 +72,18 @@ impl Target {
         }
     }
 
+    /// Sends a request built by [`Target::request`], applying `target.header_timeout` (when
+    /// set) to the wait for response headers. Passthrough and the worker share this.
+    pub async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response, Failure> {
+        let sent = match self.header_timeout {
+            Some(limit) => tokio::time::timeout(limit, request.send())
+                .await
+                .map_err(|_| Failure::Timeout)?,
+            None => request.send().await,
+        };
+        sent.map_err(|e| Self::classify(&e))
+    }
+
     /// Whether foreman replaces the client's `Authorization` with its own token.
     pub fn has_token(&self) -> bool {
         self.token.is_some()

@@ -33,7 +33,6 @@ use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::queue::{self, Change, Job, select};
 use crate::store::StoreError;
-use crate::target::Target;
 
 /// Throttle of live token-progress notices.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -364,20 +363,17 @@ impl Worker {
 
     async fn send(&self, path: &str, body: Vec<u8>) -> Result<reqwest::Response, Failure> {
         let target = &self.state.target;
-        let request = target.request(Method::POST, path).body(body).send();
-        // The same optional header limit as passthrough (off by default: loads take minutes).
-        let sent = match target.header_timeout {
-            Some(limit) => tokio::time::timeout(limit, request).await.map_err(|_| {
-                Failure::Retryable(format!(
+        let request = target.request(Method::POST, path).body(body);
+        let response = target.send(request).await.map_err(|e| match e {
+            crate::target::Failure::Unreachable(why) => Failure::Unreachable(why),
+            // No headers within `target.header_timeout`: retried.
+            crate::target::Failure::Timeout => Failure::Retryable(match target.header_timeout {
+                Some(limit) => format!(
                     "no response headers within {}",
                     humantime::format_duration(limit)
-                ))
-            })?,
-            None => request.await,
-        };
-        let response = sent.map_err(|e| match Target::classify(&e) {
-            crate::target::Failure::Unreachable(why) => Failure::Unreachable(why),
-            crate::target::Failure::Timeout => Failure::Retryable("target timed out".into()),
+                ),
+                None => "target timed out".into(),
+            }),
         })?;
         let status = response.status();
         if status.is_success() {

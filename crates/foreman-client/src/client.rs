@@ -136,16 +136,15 @@ impl Client {
 
     /// A request with the token and the ordinary timeout.
     pub(crate) fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        let builder = self.http.request(method, url).timeout(self.timeout);
-        match &self.token {
-            Some(token) => builder.bearer_auth(token),
-            None => builder,
-        }
+        self.authorized(self.http.request(method, url).timeout(self.timeout))
     }
 
     /// A request without a total timeout, for streams that last as long as a job.
     pub(crate) fn streaming_request(&self, url: Url) -> RequestBuilder {
-        let builder = self.http.get(url);
+        self.authorized(self.http.get(url))
+    }
+
+    fn authorized(&self, builder: RequestBuilder) -> RequestBuilder {
         match &self.token {
             Some(token) => builder.bearer_auth(token),
             None => builder,
