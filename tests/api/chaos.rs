@@ -114,15 +114,6 @@ async fn submit_all(base: Arc<RwLock<String>>, hook: String, n: usize) -> Vec<St
     Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
 }
 
-fn kill(child: &mut std::process::Child, signal: &str) {
-    let pid = child.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Waits until no job is unfinished and no webhook is pending (from the scrape).
 async fn settle(base: &str) {
     let client = reqwest::Client::new();
@@ -211,7 +202,7 @@ async fn random_kill_9_cycles_lose_nothing_and_deliver_everything() {
                 + s["queue"]["by_state"]["working"].as_u64().unwrap_or(0);
             kills_with_work += usize::from(running > 0);
         }
-        kill(&mut daemon.0, "-9");
+        crate::helpers::signal(&daemon.0, "-9");
         daemon.0.wait().unwrap();
         let (next, base) = start_daemon_env(dir.path(), &args, &env);
         daemon = crate::helpers::KillOnDrop(next);
@@ -220,7 +211,7 @@ async fn random_kill_9_cycles_lose_nothing_and_deliver_everything() {
     let acked = submitter.await.unwrap();
     let base = current.read().unwrap().clone();
     settle(&base).await;
-    kill(&mut daemon.0, "-TERM");
+    crate::helpers::signal(&daemon.0, "-TERM");
     assert_eq!(
         daemon.0.wait().unwrap().code(),
         Some(0),

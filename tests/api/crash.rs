@@ -1,7 +1,6 @@
 //! Crash recovery with the real binary: `kill -9` while a job is `working`, restart, and the job
 //! finishes exactly once.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -52,14 +51,7 @@ async fn kill_9_while_working_then_restart_finishes_the_job_exactly_once() {
     let v = wait_state(&base, &id, "working").await;
     assert_eq!(v["state"], "working", "{v}");
 
-    let pid = first.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::helpers::signal(&first, "-9");
     first.wait().unwrap();
 
     let (mut second, base) = start_daemon(dir.path(), &args);
@@ -74,14 +66,7 @@ async fn kill_9_while_working_then_restart_finishes_the_job_exactly_once() {
         "the target saw the first attempt's connection drop"
     );
 
-    let pid = second.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::helpers::signal(&second, "-TERM");
     assert_eq!(second.wait().unwrap().code(), Some(0));
     let conn = rusqlite::Connection::open(dir.path().join("data/foreman.db")).unwrap();
     let mut stmt = conn

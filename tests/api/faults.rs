@@ -207,17 +207,7 @@ async fn every_target_fault_gets_the_right_answer_and_leaves_nothing_running() {
         }
 
         let body = json!({"request": {"model": case.model, "prompt": "job", "options": {"num_predict": 3}}});
-        let job: Value = app
-            .client
-            .post(app.url("/jobs"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = job["id"].as_str().unwrap();
+        let id = &app.submit_ok(&body).await;
         // Long enough for the nap plus the monitor noticing the target is back.
         let waited = Duration::from_millis(match case.fault {
             FaultKind::Asleep { for_ms } => for_ms + 30_000,

@@ -345,14 +345,7 @@ fn serve_starts_with_no_config_creates_data_and_exits_zero_on_sigterm() {
     let hc = run_cli(&["healthcheck", "--url", &base], dir.path());
     assert!(hc.status.success(), "{hc:?}");
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::helpers::signal(&child, "-TERM");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     // The database is intact after a clean stop.

@@ -97,6 +97,20 @@ impl TestApp {
         self.dir.path().join("data/foreman.db")
     }
 
+    /// `POST /jobs` with `body`, asserting 202; returns the job id.
+    pub async fn submit_ok(&self, body: &serde_json::Value) -> String {
+        let r = self
+            .client
+            .post(self.url("/jobs"))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["id"].as_str().unwrap().to_string()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
     }
@@ -197,4 +211,13 @@ pub async fn direct_answer(
         .await
         .unwrap();
     response.json().await.unwrap()
+}
+
+/// Sends `signal` (`-9`, `-TERM`) to a child process, asserting it was delivered.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {}", child.id());
 }

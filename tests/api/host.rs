@@ -273,17 +273,9 @@ async fn the_gate_pauses_the_worker_until_the_host_recovers() {
     .await;
     assert_eq!(s["availability"]["reason"], "memory 95.0% > 90.0%");
 
-    let job: Value = app
-        .client
-        .post(app.url("/jobs"))
-        .json(&json!({"request": {"model": "llama3.2", "prompt": "x", "options": {"num_predict": 2}}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = job["id"].as_str().unwrap();
+    let body =
+        json!({"request": {"model": "llama3.2", "prompt": "x", "options": {"num_predict": 2}}});
+    let id = &app.submit_ok(&body).await;
     let s = status_until(&app, "the worker reports the pause", |s| {
         s["queue"]["waiting"]
             .as_str()

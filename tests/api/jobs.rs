@@ -18,10 +18,7 @@ async fn submit(app: &TestApp, body: Value) -> reqwest::Response {
 }
 
 async fn submit_ok(app: &TestApp, body: Value) -> String {
-    let r = submit(app, body).await;
-    assert_eq!(r.status(), 202);
-    let v: Value = r.json().await.unwrap();
-    v["id"].as_str().unwrap().to_string()
+    app.submit_ok(&body).await
 }
 
 async fn job(app: &TestApp, id: &str) -> Value {

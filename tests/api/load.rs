@@ -145,14 +145,7 @@ async fn a_thousand_streams_and_a_steady_job_stream_stay_flat() {
         "memory kept growing: {middle} KiB at round {} to {last} KiB at the end: {rss:?}",
         rounds / 2
     );
-    let pid = daemon.0.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::helpers::signal(&daemon.0, "-TERM");
     assert_eq!(daemon.0.wait().unwrap().code(), Some(0));
     sim.shutdown().await;
 }

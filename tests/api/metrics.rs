@@ -223,11 +223,7 @@ async fn json_logs_carry_job_and_request_spans() {
     assert_eq!(done["state"], "done");
     // A graceful stop, so every line the daemon logged is flushed (SIGKILL could cut the
     // worker's "job settled" line, written just after the commit the long-poll saw).
-    let pid = child.id().to_string();
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status();
-    assert!(term.unwrap().success());
+    crate::helpers::signal(&child, "-TERM");
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stderr)

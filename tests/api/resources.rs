@@ -223,14 +223,7 @@ async fn running_out_of_file_descriptors_does_not_crash_the_daemon() {
         .unwrap();
     assert_eq!(r.status(), 202, "the database still works");
     assert!(daemon.try_wait().unwrap().is_none());
-    let pid = daemon.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::helpers::signal(&daemon, "-TERM");
     assert_eq!(
         daemon.wait().unwrap().code(),
         Some(0),

@@ -411,15 +411,10 @@ async fn receiver_faults_follow_the_schedule_and_never_slow_the_worker() {
         json!({"request": {"model": "llama3.2", "prompt": "x", "options": {"num_predict": 2}},
                "webhook": {"url": url, "events": ["done"]}})
     };
-    let submit = |url: String| {
-        let request = app.client.post(app.url("/jobs")).json(&body(url));
-        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
-    };
-    let flaky_job = submit(flaky_url).await["id"].as_str().unwrap().to_string();
-    let refused_job = submit(format!("http://{later_addr}/hook")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let flaky_job = app.submit_ok(&body(flaky_url)).await;
+    let refused_job = app
+        .submit_ok(&body(format!("http://{later_addr}/hook")))
+        .await;
 
     // Both jobs finish while their first deliveries are still failing.
     for id in [&flaky_job, &refused_job] {
